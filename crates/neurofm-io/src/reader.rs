@@ -1,0 +1,150 @@
+//! The common reader interface and extension dispatch.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
+
+use neurofm_core::{Annotation, Info, Recording, Signal};
+use sha2::{Digest, Sha256};
+
+use crate::error::IoError;
+
+/// An opened recording whose samples are read on demand, segment by segment, so that ingest
+/// runs in bounded memory.
+pub trait RawReader: Send {
+    /// Header information; `info().provenance` is filled in.
+    fn info(&self) -> &Info;
+    /// Annotations (events, markers), onsets relative to the first sample.
+    fn annotations(&self) -> &[Annotation];
+    /// Number of time points: samples (channel signals) or volumes (fMRI).
+    fn n_times(&self) -> usize;
+    /// For volume signals: `(dims [nx, ny, nz], affine)`. `None` for channel signals.
+    fn volume_geometry(&self) -> Option<([usize; 3], [[f64; 4]; 4])> {
+        None
+    }
+    /// Reads time points `[start, stop)` in SI units into `out`.
+    ///
+    /// Channel signals: `out` is `[n_channels, stop - start]`, row-major.
+    /// Volume signals: `out` is `[stop - start, nx, ny, nz]`, row-major.
+    fn read_segment(&mut self, start: usize, stop: usize, out: &mut [f32]) -> Result<(), IoError>;
+
+    /// Reads the whole recording into memory.
+    fn read_all(&mut self) -> Result<Recording, IoError> {
+        let n = self.n_times();
+        let path = std::path::PathBuf::from(&self.info().provenance.source_path);
+        let signal = match self.volume_geometry() {
+            Some((dims, affine)) => {
+                let mut data = vec![0f32; n * dims[0] * dims[1] * dims[2]];
+                self.read_segment(0, n, &mut data)?;
+                Signal::Volumes {
+                    n_volumes: n,
+                    dims,
+                    affine,
+                    data,
+                }
+            }
+            None => {
+                let nc = self.info().n_channels();
+                let mut data = vec![0f32; nc * n];
+                self.read_segment(0, n, &mut data)?;
+                Signal::channels(nc, n, data).map_err(|source| IoError::Core {
+                    path: path.clone(),
+                    source,
+                })?
+            }
+        };
+        Recording::new(self.info().clone(), signal, self.annotations().to_vec())
+            .map_err(|source| IoError::Core { path, source })
+    }
+}
+
+/// One file format known to the dispatcher.
+pub struct Format {
+    /// Short name, recorded as `provenance.reader`.
+    pub name: &'static str,
+    /// Lower-case extensions without the dot; multi-part ones like "nii.gz" allowed.
+    pub extensions: &'static [&'static str],
+    /// Opens a file of this format.
+    pub open: fn(&Path) -> Result<Box<dyn RawReader>, IoError>,
+}
+
+/// Every format, in the order they are tried.
+pub static FORMATS: &[Format] = &[];
+
+fn matches_extension(path: &Path, ext: &str) -> bool {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    name.ends_with(&format!(".{ext}"))
+}
+
+/// Opens `path` with the reader its extension names. When no reader accepts it, the error lists
+/// the readers tried and why each refused.
+pub fn open_raw(path: &Path) -> Result<Box<dyn RawReader>, IoError> {
+    let mut tried = Vec::new();
+    for f in FORMATS {
+        if f.extensions.iter().any(|e| matches_extension(path, e)) {
+            match (f.open)(path) {
+                Ok(r) => return Ok(r),
+                Err(e) => tried.push((f.name.to_string(), e.to_string())),
+            }
+        }
+    }
+    if tried.is_empty() && !path.exists() {
+        return Err(IoError::io(
+            path,
+            std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+        ));
+    }
+    Err(IoError::NoReader {
+        path: path.to_path_buf(),
+        tried,
+    })
+}
+
+/// Reads a whole recording into memory.
+pub fn read_recording(path: &Path) -> Result<Recording, IoError> {
+    open_raw(path)?.read_all()
+}
+
+/// Lower-case hex sha256 of a file, streamed.
+pub fn sha256_file(path: &Path) -> Result<String, IoError> {
+    let mut f = File::open(path).map_err(|e| IoError::io(path, e))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(|e| IoError::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_extension_lists_nothing_tried() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.unknownext");
+        std::fs::write(&p, b"abc").unwrap();
+        let err = open_raw(&p).err().unwrap();
+        assert!(matches!(err, IoError::NoReader { .. }));
+        assert!(err.to_string().contains("x.unknownext"));
+    }
+
+    #[test]
+    fn sha256_of_known_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a");
+        std::fs::write(&p, b"abc").unwrap();
+        assert_eq!(
+            sha256_file(&p).unwrap(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}
