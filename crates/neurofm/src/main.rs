@@ -1,1 +1,51 @@
-fn main() {}
+//! `neurofm`: raw neural recordings in, foundation models out.
+//!
+//! The binary is thin: clap arguments are resolved into settings and handed to the library crates.
+//! Errors are printed with their whole cause chain and the process exits with status 2.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cmd;
+mod progress;
+
+/// Raw neural recordings (EEG, MEG, fMRI, calcium imaging) in, foundation models out.
+#[derive(Debug, Parser)]
+#[command(name = "neurofm", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options every command accepts.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Global {
+    /// Hide progress bars and informational messages (errors are still printed).
+    #[arg(long, short = 'q', global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let _g = &cli.global;
+    match cli.command {}
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! One module per subcommand: each has an `Args` (clap) and a `run(args, global)`.
