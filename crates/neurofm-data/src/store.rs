@@ -452,11 +452,32 @@ impl Store {
             .open(&p)
             .map_err(io_err(&p))?;
         match f.try_lock() {
-            Ok(()) => Ok(f),
+            Ok(()) => {
+                self.remove_stale_temp_files();
+                Ok(f)
+            }
             Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Locked {
                 path: self.root.clone(),
             }),
             Err(std::fs::TryLockError::Error(e)) => Err(io_err(&p)(e)),
+        }
+    }
+
+    /// Removes temporary files left by a writer that was killed (we hold the lock, so no live
+    /// writer owns them).
+    fn remove_stale_temp_files(&self) {
+        for dir in [
+            self.root.clone(),
+            self.root.join(DATA_DIR),
+            self.root.join(GRAPH_DIR),
+        ] {
+            let Ok(rd) = fs::read_dir(&dir) else { continue };
+            for ent in rd.flatten() {
+                let name = ent.file_name().to_string_lossy().to_string();
+                if name.starts_with('.') && name.contains(".tmp-") {
+                    let _ = fs::remove_file(ent.path());
+                }
+            }
         }
     }
 
