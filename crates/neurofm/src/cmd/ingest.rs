@@ -148,6 +148,9 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
     }
     let mut store = Store::open_or_create(&args.out)
         .with_context(|| format!("opening store {}", args.out.display()))?;
+    // Rewrite the manifest at most every 5 s (or 32 files): a kill loses at most that much work,
+    // which the next run redoes (sources are matched by sha256).
+    store.set_commit_every(32, std::time::Duration::from_secs(5));
     let files_bar = progress::bar(files.len() as u64, "ingest", global.quiet);
     let (mut added, mut skipped, mut duplicates) = (0usize, 0usize, 0usize);
     for file in &files {
@@ -235,6 +238,9 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
         files_bar.inc(1);
     }
     files_bar.finish_and_clear();
+    store
+        .commit()
+        .with_context(|| format!("writing {}/manifest.json", args.out.display()))?;
     if !global.quiet {
         eprintln!(
             "{}: {added} added, {skipped} already present, {duplicates} duplicate(s) skipped; {} recording(s) in the store",
