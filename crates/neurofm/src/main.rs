@@ -29,11 +29,16 @@ pub struct Global {
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {}
+enum Command {
+    /// Generate synthetic multi-subject EEG with labelled motor-imagery-like trials into a store.
+    Synth(cmd::synth::Args),
+}
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let _g = &cli.global;
-    match cli.command {}
+    let g = &cli.global;
+    match cli.command {
+        Command::Synth(args) => cmd::synth::run(args, g),
+    }
 }
 
 fn main() -> ExitCode {
