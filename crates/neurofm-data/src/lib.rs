@@ -3,6 +3,7 @@
 //! See `docs/store-format.md` for the on-disk format.
 
 pub mod store;
+pub mod synth;
 
 pub use store::{
     Entry, ExtraTensor, Graph, MergeReport, NewEntry, RecipeRecord, RecordingView, Store,
