@@ -1,4 +1,6 @@
 //! Kills `neurofm ingest` at several moments and checks that the store still opens, lists only
+
+#![allow(clippy::unwrap_used)]
 //! complete recordings whose data equal the sources, and that a second run resumes.
 
 use std::path::Path;
