@@ -1,7 +1,6 @@
 //! Kills `neurofm ingest` at several moments and checks that the store still opens, lists only
-
-#![allow(clippy::unwrap_used)]
 //! complete recordings whose data equal the sources, and that a second run resumes.
+#![allow(clippy::unwrap_used)]
 
 use std::path::Path;
 use std::process::Command;
