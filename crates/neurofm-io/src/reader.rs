@@ -69,7 +69,11 @@ pub struct Format {
 }
 
 /// Every format, in the order they are tried.
-pub static FORMATS: &[Format] = &[];
+pub static FORMATS: &[Format] = &[Format {
+    name: crate::brainvision::NAME,
+    extensions: &["vhdr", "ahdr"],
+    open: crate::brainvision::open,
+}];
 
 fn matches_extension(path: &Path, ext: &str) -> bool {
     let name = path
