@@ -6,7 +6,9 @@
 
 pub mod brainvision;
 mod channel_names;
+pub mod eeglab;
 pub mod error;
+pub mod mat;
 pub mod reader;
 
 pub use error::IoError;

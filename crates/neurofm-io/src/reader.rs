@@ -69,11 +69,18 @@ pub struct Format {
 }
 
 /// Every format, in the order they are tried.
-pub static FORMATS: &[Format] = &[Format {
-    name: crate::brainvision::NAME,
-    extensions: &["vhdr", "ahdr"],
-    open: crate::brainvision::open,
-}];
+pub static FORMATS: &[Format] = &[
+    Format {
+        name: crate::brainvision::NAME,
+        extensions: &["vhdr", "ahdr"],
+        open: crate::brainvision::open,
+    },
+    Format {
+        name: crate::eeglab::NAME,
+        extensions: &["set"],
+        open: crate::eeglab::open,
+    },
+];
 
 fn matches_extension(path: &Path, ext: &str) -> bool {
     let name = path
