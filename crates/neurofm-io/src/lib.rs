@@ -8,6 +8,7 @@ pub mod brainvision;
 mod channel_names;
 pub mod eeglab;
 pub mod error;
+pub mod fif;
 pub mod mat;
 pub mod reader;
 

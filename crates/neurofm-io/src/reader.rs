@@ -80,6 +80,11 @@ pub static FORMATS: &[Format] = &[
         extensions: &["set"],
         open: crate::eeglab::open,
     },
+    Format {
+        name: crate::fif::NAME,
+        extensions: &["fif", "fif.gz"],
+        open: crate::fif::open,
+    },
 ];
 
 fn matches_extension(path: &Path, ext: &str) -> bool {
