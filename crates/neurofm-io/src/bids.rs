@@ -160,7 +160,8 @@ pub fn scan(root: &Path) -> Result<Vec<BidsRecording>, IoError> {
                 for file in sorted_dir(&dir)? {
                     let name = name_of(&file);
                     let is_ds = file.is_dir() && name.to_ascii_lowercase().ends_with(".ds");
-                    if !is_ds && !(file.is_file() && is_data_file(&name)) {
+                    let is_file = file.is_file() && is_data_file(&name);
+                    if !(is_ds || is_file) {
                         continue;
                     }
                     let (entities, suffix) = parse_entities(&name);
