@@ -312,204 +312,264 @@ fn read_file(path: &Path, owner: &Path) -> Result<Vec<u8>, IoError> {
     })
 }
 
+/// Everything the `.vhdr` header says (companion files are not touched).
+#[derive(Debug, Clone)]
+pub struct VhdrHeader {
+    pub data_path: PathBuf,
+    pub marker_path: Option<PathBuf>,
+    pub ahdr: bool,
+    pub n_channels: usize,
+    pub sfreq_hz: f64,
+    pub format: SampleFormat,
+    pub orientation: Orientation,
+    pub big_endian: bool,
+    pub channels: Vec<ChannelInfo>,
+    /// Per channel: resolution × unit scale (raw value → SI).
+    pub cal: Vec<f64>,
+    /// `DataPoints` when the header gives it.
+    pub data_points: Option<u64>,
+}
+
+/// Parses a `.vhdr` / `.ahdr` header held in memory; `path` locates companions and names errors.
+pub fn parse_vhdr(path: &Path, bytes: &[u8]) -> Result<VhdrHeader, IoError> {
+    let ini = parse_ini(&decode_text(bytes));
+    check_identification(path, &ini.first_line, "Header")?;
+    let common = if ini.sections.contains_key("common infos") {
+        "common infos"
+    } else {
+        return Err(IoError::header(path, "[Common Infos]", "section missing"));
+    };
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+
+    let data_file = ini
+        .get(common, "DataFile")
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| IoError::header(path, "DataFile", "missing"))?;
+    let data_path = dir.join(data_file);
+    // A stale MarkerFile= (common after BIDS renames) falls back to the sibling .vmrk, as
+    // MNE does; when neither exists the marker file is a missing companion.
+    let marker_path = match ini.get(common, "MarkerFile").filter(|s| !s.is_empty()) {
+        Some(m) => {
+            let named = dir.join(m);
+            let sibling = path.with_extension("vmrk");
+            if !named.is_file() && sibling.is_file() {
+                Some(sibling)
+            } else {
+                Some(named)
+            }
+        }
+        None => None,
+    };
+    // An .ahdr data file holds one extra trailing channel that MNE drops.
+    let ahdr = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("ahdr"));
+
+    let data_format = ini.get(common, "DataFormat").unwrap_or("BINARY");
+    if !data_format.eq_ignore_ascii_case("BINARY") {
+        return Err(IoError::Unsupported {
+            path: path.to_path_buf(),
+            what: format!("DataFormat={data_format} (only BINARY data files are read)"),
+        });
+    }
+    let orientation = match ini
+        .get(common, "DataOrientation")
+        .unwrap_or("MULTIPLEXED")
+        .to_ascii_uppercase()
+        .as_str()
+    {
+        "MULTIPLEXED" => Orientation::Multiplexed,
+        "VECTORIZED" => Orientation::Vectorized,
+        other => {
+            return Err(IoError::header(
+                path,
+                "DataOrientation",
+                format!("expected MULTIPLEXED or VECTORIZED, got `{other}`"),
+            ))
+        }
+    };
+    if let Some(dt) = ini.get(common, "DataType") {
+        if !dt.eq_ignore_ascii_case("TIMEDOMAIN") {
+            return Err(IoError::Unsupported {
+                path: path.to_path_buf(),
+                what: format!("DataType={dt} (only TIMEDOMAIN)"),
+            });
+        }
+    }
+    let n_channels: usize = parse_num(
+        path,
+        "NumberOfChannels",
+        ini.get(common, "NumberOfChannels"),
+    )?;
+    if n_channels == 0 {
+        return Err(IoError::header(
+            path,
+            "NumberOfChannels",
+            "must be at least 1",
+        ));
+    }
+    let interval_us: f64 = parse_num(
+        path,
+        "SamplingInterval",
+        ini.get(common, "SamplingInterval"),
+    )?;
+    if !(interval_us.is_finite() && interval_us > 0.0) {
+        return Err(IoError::header(
+            path,
+            "SamplingInterval",
+            format!("must be a positive number of microseconds, got {interval_us}"),
+        ));
+    }
+    let sfreq_hz = 1e6 / interval_us;
+
+    let format = match ini.get("binary infos", "BinaryFormat") {
+        Some(f) => match f.to_ascii_uppercase().as_str() {
+            "INT_16" => SampleFormat::Int16,
+            "INT_32" => SampleFormat::Int32,
+            "IEEE_FLOAT_32" => SampleFormat::Float32,
+            other => {
+                return Err(IoError::Unsupported {
+                    path: path.to_path_buf(),
+                    what: format!(
+                        "BinaryFormat={other} (INT_16, INT_32 and IEEE_FLOAT_32 are read)"
+                    ),
+                })
+            }
+        },
+        None => return Err(IoError::header(path, "BinaryFormat", "missing")),
+    };
+    let big_endian = ini
+        .get("binary infos", "UseBigEndianOrder")
+        .is_some_and(|v| v.eq_ignore_ascii_case("YES"));
+
+    // Channels: Ch<n>=<name>,<reference>,<resolution>,<unit>
+    let listed = ini.section("channel infos").len();
+    if n_channels > listed {
+        return Err(IoError::header(
+            path,
+            format!("[Channel Infos] Ch{}", listed + 1),
+            format!("missing (NumberOfChannels = {n_channels} but {listed} channels are listed)"),
+        ));
+    }
+    let mut names: Vec<Option<(String, f64, String)>> = vec![None; n_channels];
+    for (key, value) in ini.section("channel infos") {
+        let Some(num) = key
+            .get(..2)
+            .filter(|p| p.eq_ignore_ascii_case("ch"))
+            .and(key.get(2..))
+        else {
+            continue;
+        };
+        let idx: usize = num.parse().map_err(|_| {
+            IoError::header(
+                path,
+                format!("[Channel Infos] {key}"),
+                "not of the form Ch<n>",
+            )
+        })?;
+        if idx == 0 || idx > n_channels {
+            return Err(IoError::header(
+                path,
+                format!("[Channel Infos] {key}"),
+                format!("channel number outside 1..={n_channels} (NumberOfChannels)"),
+            ));
+        }
+        let mut parts: Vec<String> = value.split(',').map(|s| s.to_string()).collect();
+        // Older files have no unit, PyCorder writes an empty one: both mean µV.
+        let unit_given = parts.len() >= 4;
+        if parts.len() < 4 {
+            parts.resize(3, String::new());
+            parts.push("µV".into());
+        } else if parts[3].trim().is_empty() {
+            parts[3] = "µV".into();
+        }
+        let name = parts[0].replace("\\1", ",");
+        let unit = parts[3].replace('\u{c2}', "").trim().to_string();
+        let resolution = if parts[2].trim().is_empty() {
+            // EEGLAB's truncated headers give neither resolution nor unit.
+            if unit_given {
+                1.0
+            } else {
+                1e-6
+            }
+        } else {
+            parts[2].trim().parse::<f64>().map_err(|_| {
+                IoError::header(
+                    path,
+                    format!("[Channel Infos] {key} resolution"),
+                    format!("not a number: `{}`", parts[2]),
+                )
+            })?
+        };
+        if !resolution.is_finite() {
+            return Err(IoError::header(
+                path,
+                format!("[Channel Infos] {key} resolution"),
+                "not finite",
+            ));
+        }
+        names[idx - 1] = Some((name, resolution, unit));
+    }
+    let mut channels = Vec::with_capacity(n_channels);
+    let mut cal = Vec::with_capacity(n_channels);
+    for (i, c) in names.into_iter().enumerate() {
+        let (name, resolution, unit) = c.ok_or_else(|| {
+            IoError::header(
+                path,
+                format!("[Channel Infos] Ch{}", i + 1),
+                "missing (NumberOfChannels says it exists)",
+            )
+        })?;
+        let (scale, si_unit, is_voltage) = unit_scale(&unit);
+        let kind = if EOG_NAMES.contains(&name.as_str()) {
+            ChannelKind::Eog
+        } else if is_voltage {
+            ChannelKind::Eeg
+        } else {
+            ChannelKind::Misc
+        };
+        let mut ch = ChannelInfo::new(name, kind, si_unit);
+        ch.standard_name = standard_name(&ch.name, kind);
+        channels.push(ch);
+        cal.push(resolution * scale);
+    }
+
+    let data_points = match ini.get(common, "DataPoints") {
+        Some(dp) => Some(parse_num::<u64>(path, "DataPoints", Some(dp))?),
+        None => None,
+    };
+    Ok(VhdrHeader {
+        data_path,
+        marker_path,
+        ahdr,
+        n_channels,
+        sfreq_hz,
+        format,
+        orientation,
+        big_endian,
+        channels,
+        cal,
+        data_points,
+    })
+}
+
 impl BrainVisionReader {
     /// Opens a `.vhdr` (or `.ahdr`) header and its companions.
     pub fn open(path: &Path) -> Result<Self, IoError> {
         let bytes = read_file(path, path)?;
-        let ini = parse_ini(&decode_text(&bytes));
-        check_identification(path, &ini.first_line, "Header")?;
-        let common = if ini.sections.contains_key("common infos") {
-            "common infos"
-        } else {
-            return Err(IoError::header(path, "[Common Infos]", "section missing"));
-        };
-        let dir = path.parent().unwrap_or_else(|| Path::new("."));
-
-        let data_file = ini
-            .get(common, "DataFile")
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| IoError::header(path, "DataFile", "missing"))?;
-        let data_path = dir.join(data_file);
-        // A stale MarkerFile= (common after BIDS renames) falls back to the sibling .vmrk, as
-        // MNE does; when neither exists the marker file is a missing companion.
-        let marker_path = match ini.get(common, "MarkerFile").filter(|s| !s.is_empty()) {
-            Some(m) => {
-                let named = dir.join(m);
-                let sibling = path.with_extension("vmrk");
-                if !named.is_file() && sibling.is_file() {
-                    Some(sibling)
-                } else {
-                    Some(named)
-                }
-            }
-            None => None,
-        };
-        // An .ahdr data file holds one extra trailing channel that MNE drops.
-        let ahdr = path
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("ahdr"));
-
-        let data_format = ini.get(common, "DataFormat").unwrap_or("BINARY");
-        if !data_format.eq_ignore_ascii_case("BINARY") {
-            return Err(IoError::Unsupported {
-                path: path.to_path_buf(),
-                what: format!("DataFormat={data_format} (only BINARY data files are read)"),
-            });
-        }
-        let orientation = match ini
-            .get(common, "DataOrientation")
-            .unwrap_or("MULTIPLEXED")
-            .to_ascii_uppercase()
-            .as_str()
-        {
-            "MULTIPLEXED" => Orientation::Multiplexed,
-            "VECTORIZED" => Orientation::Vectorized,
-            other => {
-                return Err(IoError::header(
-                    path,
-                    "DataOrientation",
-                    format!("expected MULTIPLEXED or VECTORIZED, got `{other}`"),
-                ))
-            }
-        };
-        if let Some(dt) = ini.get(common, "DataType") {
-            if !dt.eq_ignore_ascii_case("TIMEDOMAIN") {
-                return Err(IoError::Unsupported {
-                    path: path.to_path_buf(),
-                    what: format!("DataType={dt} (only TIMEDOMAIN)"),
-                });
-            }
-        }
-        let n_channels: usize = parse_num(
-            path,
-            "NumberOfChannels",
-            ini.get(common, "NumberOfChannels"),
-        )?;
-        if n_channels == 0 {
-            return Err(IoError::header(
-                path,
-                "NumberOfChannels",
-                "must be at least 1",
-            ));
-        }
-        let interval_us: f64 = parse_num(
-            path,
-            "SamplingInterval",
-            ini.get(common, "SamplingInterval"),
-        )?;
-        if !(interval_us.is_finite() && interval_us > 0.0) {
-            return Err(IoError::header(
-                path,
-                "SamplingInterval",
-                format!("must be a positive number of microseconds, got {interval_us}"),
-            ));
-        }
-        let sfreq_hz = 1e6 / interval_us;
-
-        let format = match ini.get("binary infos", "BinaryFormat") {
-            Some(f) => match f.to_ascii_uppercase().as_str() {
-                "INT_16" => SampleFormat::Int16,
-                "INT_32" => SampleFormat::Int32,
-                "IEEE_FLOAT_32" => SampleFormat::Float32,
-                other => {
-                    return Err(IoError::Unsupported {
-                        path: path.to_path_buf(),
-                        what: format!(
-                            "BinaryFormat={other} (INT_16, INT_32 and IEEE_FLOAT_32 are read)"
-                        ),
-                    })
-                }
-            },
-            None => return Err(IoError::header(path, "BinaryFormat", "missing")),
-        };
-        let big_endian = ini
-            .get("binary infos", "UseBigEndianOrder")
-            .is_some_and(|v| v.eq_ignore_ascii_case("YES"));
-
-        // Channels: Ch<n>=<name>,<reference>,<resolution>,<unit>
-        let mut names: Vec<Option<(String, f64, String)>> = vec![None; n_channels];
-        for (key, value) in ini.section("channel infos") {
-            let Some(num) = key
-                .get(..2)
-                .filter(|p| p.eq_ignore_ascii_case("ch"))
-                .and(key.get(2..))
-            else {
-                continue;
-            };
-            let idx: usize = num.parse().map_err(|_| {
-                IoError::header(
-                    path,
-                    format!("[Channel Infos] {key}"),
-                    "not of the form Ch<n>",
-                )
-            })?;
-            if idx == 0 || idx > n_channels {
-                return Err(IoError::header(
-                    path,
-                    format!("[Channel Infos] {key}"),
-                    format!("channel number outside 1..={n_channels} (NumberOfChannels)"),
-                ));
-            }
-            let mut parts: Vec<String> = value.split(',').map(|s| s.to_string()).collect();
-            // Older files have no unit, PyCorder writes an empty one: both mean µV.
-            let unit_given = parts.len() >= 4;
-            if parts.len() < 4 {
-                parts.resize(3, String::new());
-                parts.push("µV".into());
-            } else if parts[3].trim().is_empty() {
-                parts[3] = "µV".into();
-            }
-            let name = parts[0].replace("\\1", ",");
-            let unit = parts[3].replace('\u{c2}', "").trim().to_string();
-            let resolution = if parts[2].trim().is_empty() {
-                // EEGLAB's truncated headers give neither resolution nor unit.
-                if unit_given {
-                    1.0
-                } else {
-                    1e-6
-                }
-            } else {
-                parts[2].trim().parse::<f64>().map_err(|_| {
-                    IoError::header(
-                        path,
-                        format!("[Channel Infos] {key} resolution"),
-                        format!("not a number: `{}`", parts[2]),
-                    )
-                })?
-            };
-            if !resolution.is_finite() {
-                return Err(IoError::header(
-                    path,
-                    format!("[Channel Infos] {key} resolution"),
-                    "not finite",
-                ));
-            }
-            names[idx - 1] = Some((name, resolution, unit));
-        }
-        let mut channels = Vec::with_capacity(n_channels);
-        let mut cal = Vec::with_capacity(n_channels);
-        for (i, c) in names.into_iter().enumerate() {
-            let (name, resolution, unit) = c.ok_or_else(|| {
-                IoError::header(
-                    path,
-                    format!("[Channel Infos] Ch{}", i + 1),
-                    "missing (NumberOfChannels says it exists)",
-                )
-            })?;
-            let (scale, si_unit, is_voltage) = unit_scale(&unit);
-            let kind = if EOG_NAMES.contains(&name.as_str()) {
-                ChannelKind::Eog
-            } else if is_voltage {
-                ChannelKind::Eeg
-            } else {
-                ChannelKind::Misc
-            };
-            let mut ch = ChannelInfo::new(name, kind, si_unit);
-            ch.standard_name = standard_name(&ch.name, kind);
-            channels.push(ch);
-            cal.push(resolution * scale);
-        }
-
+        let VhdrHeader {
+            data_path,
+            marker_path,
+            ahdr,
+            n_channels,
+            sfreq_hz,
+            format,
+            orientation,
+            big_endian,
+            channels,
+            cal,
+            data_points,
+        } = parse_vhdr(path, &bytes)?;
         // Data file and its size.
         let file = File::open(&data_path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
@@ -545,8 +605,7 @@ impl BrainVisionReader {
                 "too many samples for this platform",
             )
         })?;
-        if let Some(dp) = ini.get(common, "DataPoints") {
-            let declared: u64 = parse_num(path, "DataPoints", Some(dp))?;
+        if let Some(declared) = data_points {
             if declared != n_times as u64 {
                 return Err(IoError::Truncated {
                     path: data_path.clone(),
@@ -634,7 +693,7 @@ pub(crate) fn check_segment(
     n_channels: usize,
     out_len: usize,
 ) -> Result<usize, IoError> {
-    if start > stop || stop > n_times || out_len != n_channels * (stop - start) {
+    if start > stop || stop > n_times || n_channels.checked_mul(stop - start) != Some(out_len) {
         return Err(IoError::Segment {
             path: path.to_path_buf(),
             start,

@@ -372,19 +372,36 @@ impl FifReader {
         let gz = path
             .file_name()
             .is_some_and(|n| n.to_string_lossy().to_ascii_lowercase().ends_with(".gz"));
-        let (mut source, len): (Box<dyn Source>, u64) = if gz {
-            let f = File::open(path).map_err(|e| IoError::io(path, e))?;
+        let sha = sha256_file(path)?;
+        let f = File::open(path).map_err(|e| IoError::io(path, e))?;
+        if gz {
             let mut bytes = Vec::new();
             flate2::read::GzDecoder::new(f)
                 .read_to_end(&mut bytes)
                 .map_err(|e| IoError::header(path, "gzip stream", e.to_string()))?;
             let len = bytes.len() as u64;
-            (Box::new(Cursor::new(bytes)), len)
+            Self::from_source(path, Box::new(Cursor::new(bytes)), len, sha)
         } else {
-            let f = File::open(path).map_err(|e| IoError::io(path, e))?;
             let len = f.metadata().map_err(|e| IoError::io(path, e))?.len();
-            (Box::new(std::io::BufReader::new(f)), len)
-        };
+            Self::from_source(path, Box::new(std::io::BufReader::new(f)), len, sha)
+        }
+    }
+
+    /// Reads an (uncompressed) FIF file held in memory; `path` only names it in errors and
+    /// provenance.
+    pub fn from_bytes(path: &Path, bytes: Vec<u8>) -> Result<Self, IoError> {
+        use sha2::Digest;
+        let sha = hex::encode(sha2::Sha256::digest(&bytes));
+        let len = bytes.len() as u64;
+        Self::from_source(path, Box::new(Cursor::new(bytes)), len, sha)
+    }
+
+    fn from_source(
+        path: &Path,
+        mut source: Box<dyn Source>,
+        len: u64,
+        sha: String,
+    ) -> Result<Self, IoError> {
         let tags = scan_tags(path, &mut source, len)?;
         let tree = build_tree(path, &mut source, &tags)?;
 
@@ -660,7 +677,7 @@ impl FifReader {
         }
         info.provenance = Provenance {
             source_path: path.display().to_string(),
-            source_sha256: sha256_file(path)?,
+            source_sha256: sha,
             reader: NAME.to_string(),
             reader_version: crate::READER_VERSION.to_string(),
         };

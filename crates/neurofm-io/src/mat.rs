@@ -563,6 +563,12 @@ fn parse_matrix(
                     String::from_utf8_lossy(&c[..end]).to_string()
                 })
                 .collect();
+            if fields.is_empty() && n > (1 << 24) {
+                return Err(ctx.err(
+                    at,
+                    format!("struct `{name}` without fields claims {n} elements"),
+                ));
+            }
             let mut elements = Vec::with_capacity(n.min(1 << 20));
             for _ in 0..n {
                 let mut vals = Vec::with_capacity(fields.len());
@@ -681,7 +687,7 @@ fn parse_sparse(
     }
     let (m, ncol) = (dims[0], dims[1]);
     let n = numel(&dims).ok_or_else(|| ctx.err(at, "dimensions overflow"))?;
-    if n > (1 << 31) {
+    if n > (1 << 27) {
         return Err(ctx.err(
             at,
             format!("sparse `{name}` too large to expand ({n} elements)"),
