@@ -9,6 +9,12 @@ pub mod edf;
 pub mod edf_write;
 pub mod error;
 pub mod gdf;
+pub mod bids;
+pub mod brainvision;
+mod channel_names;
+pub mod eeglab;
+pub mod fif;
+pub mod mat;
 pub mod reader;
 
 pub use error::IoError;
