@@ -4,7 +4,10 @@
 //! and "read this segment"; everything else is shared). [`open_raw`] picks the reader by file
 //! extension and, when nothing can read the file, says which readers it tried and why each refused.
 
+pub mod csv_series;
 pub mod error;
+pub mod nifti;
+pub mod npy;
 pub mod reader;
 
 pub use error::IoError;

@@ -69,7 +69,11 @@ pub struct Format {
 }
 
 /// Every format, in the order they are tried.
-pub static FORMATS: &[Format] = &[];
+pub static FORMATS: &[Format] = &[Format {
+    name: crate::nifti::READER_NAME,
+    extensions: &["nii", "nii.gz"],
+    open: crate::nifti::open_boxed,
+}];
 
 fn matches_extension(path: &Path, ext: &str) -> bool {
     let name = path
