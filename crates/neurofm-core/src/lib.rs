@@ -4,6 +4,7 @@
 //! This crate does no I/O and knows nothing about models.
 
 pub mod error;
+pub mod neurons;
 pub mod recording;
 
 pub use error::CoreError;
