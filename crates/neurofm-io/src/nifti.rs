@@ -964,6 +964,102 @@ pub fn open_boxed(path: &Path) -> Result<Box<dyn RawReader>, IoError> {
     Ok(Box::new(NiftiReader::open(path)?))
 }
 
+/// Writes volumes as a little-endian float32 NIfTI-1 file (`.nii`, or gzip when the name ends
+/// in `.gz`), atomically. The affine goes to the sform (code 2, "aligned") with qform code 0;
+/// pixdim holds the column norms of the affine and the TR (`1 / sfreq_hz`, 0 when unknown) in
+/// seconds. Reading it back gives the same data and affine (as `f32`).
+pub fn write_nifti1(path: &Path, rec: &neurofm_core::Recording) -> Result<(), IoError> {
+    let neurofm_core::Signal::Volumes {
+        n_volumes,
+        dims,
+        affine,
+        data,
+    } = &rec.signal
+    else {
+        return Err(IoError::Unsupported {
+            path: path.into(),
+            what: "writing a channel signal as NIfTI".into(),
+        });
+    };
+    for (i, &d) in dims.iter().chain(std::iter::once(n_volumes)).enumerate() {
+        if d == 0 || d > i16::MAX as usize {
+            return Err(IoError::header(
+                path,
+                format!("dim[{}]", i + 1),
+                format!("{d} does not fit NIfTI-1 (1..32767)"),
+            ));
+        }
+    }
+    let mut h = vec![0u8; 352];
+    let put = |h: &mut Vec<u8>, off: usize, b: &[u8]| h[off..off + b.len()].copy_from_slice(b);
+    put(&mut h, 0, &348i32.to_le_bytes());
+    let ndim: i16 = if *n_volumes > 1 { 4 } else { 3 };
+    let dim = [
+        ndim,
+        dims[0] as i16,
+        dims[1] as i16,
+        dims[2] as i16,
+        *n_volumes as i16,
+        1,
+        1,
+        1,
+    ];
+    for (i, d) in dim.iter().enumerate() {
+        put(&mut h, 40 + 2 * i, &d.to_le_bytes());
+    }
+    put(&mut h, 70, &16i16.to_le_bytes());
+    put(&mut h, 72, &32i16.to_le_bytes());
+    let sf = rec.info.sfreq_hz;
+    let tr = if sf.is_finite() && sf > 0.0 {
+        1.0 / sf
+    } else {
+        0.0
+    };
+    let mut pixdim = [1.0f32, 0.0, 0.0, 0.0, tr as f32, 0.0, 0.0, 0.0];
+    for c in 0..3 {
+        pixdim[c + 1] = (0..3)
+            .map(|r| affine[r][c] * affine[r][c])
+            .sum::<f64>()
+            .sqrt() as f32;
+    }
+    for (i, p) in pixdim.iter().enumerate() {
+        put(&mut h, 76 + 4 * i, &p.to_le_bytes());
+    }
+    put(&mut h, 108, &352f32.to_le_bytes());
+    put(&mut h, 112, &1f32.to_le_bytes());
+    h[123] = 2 | 8; // mm, s
+    put(&mut h, 254, &2i16.to_le_bytes());
+    for (r, row) in affine.iter().take(3).enumerate() {
+        for (c, v) in row.iter().enumerate() {
+            put(&mut h, 280 + 16 * r + 4 * c, &(*v as f32).to_le_bytes());
+        }
+    }
+    put(&mut h, 344, b"n+1\0");
+    let [nx, ny, nz] = *dims;
+    let nv = nx * ny * nz;
+    let mut bytes = h;
+    bytes.reserve(nv * n_volumes * 4);
+    for t in 0..*n_volumes {
+        let vol = &data[t * nv..(t + 1) * nv];
+        for z in 0..nz {
+            for y in 0..ny {
+                for x in 0..nx {
+                    bytes.extend_from_slice(&vol[(x * ny + y) * nz + z].to_le_bytes());
+                }
+            }
+        }
+    }
+    let out = if is_gz(path) {
+        use std::io::Write;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(&bytes).map_err(|e| IoError::io(path, e))?;
+        e.finish().map_err(|e| IoError::io(path, e))?
+    } else {
+        bytes
+    };
+    crate::npy::write_atomic(path, &out)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
