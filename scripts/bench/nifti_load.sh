@@ -32,7 +32,7 @@ BIN="$ROOT/target/release/examples/nifti_load"
 
 echo "machine: $(uname -m), $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
 echo "repeats: $REPS (median of per-load wall time, ms)"
-"$BIN" "$REPS" "${FILES[@]}" > /tmp/neurofm_nifti_bench.$$
+"$BIN" "$REPS" "${FILES[@]}" > /tmp/neurofm_nifti_bench.$$ 2>/dev/null
 "$VENV/bin/python" - "$REPS" "${FILES[@]}" <<'PY' > /tmp/nibabel_nifti_bench.$$
 import sys, time, statistics
 import nibabel as nib

@@ -910,14 +910,24 @@ fn decode(buf: &[u8], dt: DataType, be: bool, slope: f64, inter: f64, out: &mut 
 }
 
 /// Transposes one Fortran-order volume (x fastest) into row-major `[x, y, z]` (z fastest).
+///
+/// For each `y` this is a 2-D transpose of the `(z, x)` plane into `(x, z)`; it is done in
+/// 32 × 32 tiles so that reads and writes both stay in cache (a plain loop writes with a stride
+/// of `ny * nz` floats and is several times slower on 128 × 96 × 24 volumes).
 fn fortran_to_c(src: &[f32], dims: [usize; 3], dst: &mut [f32]) {
+    const B: usize = 32;
     let [nx, ny, nz] = dims;
-    for z in 0..nz {
-        for y in 0..ny {
-            let row = &src[(z * ny + y) * nx..(z * ny + y + 1) * nx];
-            let base = y * nz + z;
-            for (x, &v) in row.iter().enumerate() {
-                dst[x * ny * nz + base] = v;
+    for y in 0..ny {
+        for z0 in (0..nz).step_by(B) {
+            let z1 = (z0 + B).min(nz);
+            for x0 in (0..nx).step_by(B) {
+                let x1 = (x0 + B).min(nx);
+                for z in z0..z1 {
+                    let row = &src[(z * ny + y) * nx..(z * ny + y + 1) * nx];
+                    for x in x0..x1 {
+                        dst[(x * ny + y) * nz + z] = row[x];
+                    }
+                }
             }
         }
     }
