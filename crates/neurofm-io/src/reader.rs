@@ -69,11 +69,28 @@ pub struct Format {
 }
 
 /// Every format, in the order they are tried.
-pub static FORMATS: &[Format] = &[Format {
-    name: crate::nifti::READER_NAME,
-    extensions: &["nii", "nii.gz"],
-    open: crate::nifti::open_boxed,
-}];
+pub static FORMATS: &[Format] = &[
+    Format {
+        name: crate::brainvision::NAME,
+        extensions: &["vhdr", "ahdr"],
+        open: crate::brainvision::open,
+    },
+    Format {
+        name: crate::eeglab::NAME,
+        extensions: &["set"],
+        open: crate::eeglab::open,
+    },
+    Format {
+        name: crate::fif::NAME,
+        extensions: &["fif", "fif.gz"],
+        open: crate::fif::open,
+    },
+    Format {
+        name: crate::nifti::READER_NAME,
+        extensions: &["nii", "nii.gz"],
+        open: crate::nifti::open_boxed,
+    },
+];
 
 fn matches_extension(path: &Path, ext: &str) -> bool {
     let name = path
