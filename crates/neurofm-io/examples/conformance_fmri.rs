@@ -394,8 +394,89 @@ fn check_celegans(path: &Path, g: &Value) -> Check {
             rec.recording.info.n_channels()
         ));
     }
+    let mut extra = String::new();
+    if ds.contains_key("neuropal_registration/roi_match") {
+        // NeuroPAL ROIs 1 and 2 named AVAL / AVAR in a label table: the GCaMP ROIs that
+        // roi_match points to must carry those names, and homogenization must place them.
+        let (_, rm) =
+            neurofm_io::celegans::read_h5_f64(path, &f, "neuropal_registration/roi_match")
+                .map_err(|e| e.to_string())?;
+        // two NeuroPAL ROIs whose GCaMP ROI no other NeuroPAL ROI claims
+        let uniq: Vec<(usize, usize)> = rm
+            .iter()
+            .enumerate()
+            .filter(|(_, &g)| g >= 1.0 && rm.iter().filter(|&&h| h == g).count() == 1)
+            .map(|(i, &g)| (i + 1, g as usize))
+            .take(2)
+            .collect();
+        let [(n1, g1), (n2, g2)] = uniq[..] else {
+            return Err("fewer than 2 uniquely matched NeuroPAL ROIs".into());
+        };
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let labels = dir.path().join("labels.csv");
+        std::fs::write(
+            &labels,
+            format!("neuropal_roi,neuron\n{n1},AVAL\n{n2},avar\n"),
+        )
+        .map_err(|e| e.to_string())?;
+        let opts = Dag2023Options {
+            neuropal_labels: Some(labels.clone()),
+            ..Dag2023Options::default()
+        };
+        let rec = read_dag2023(path, &opts).map_err(|e| e.to_string())?;
+        let name = |g: usize| {
+            rec.recording
+                .info
+                .channels
+                .get(g.wrapping_sub(1))
+                .and_then(|c| c.standard_name.clone())
+        };
+        if name(g1).as_deref() != Some("AVAL") || name(g2).as_deref() != Some("AVAR") {
+            return Err(format!(
+                "label table: ROI {g1} -> {:?}, ROI {g2} -> {:?}",
+                name(g1),
+                name(g2)
+            ));
+        }
+        let h = neurofm_io::celegans::homogenize(
+            &rec,
+            &neurofm_io::celegans::HomogenizeOptions {
+                dt_s: 0.5,
+                smooth_samples: None,
+                zscore: true,
+            },
+        )
+        .map_err(|e| e.to_string())?;
+        let placed = h.mask.iter().filter(|&&v| v == 1.0).count();
+        if placed != 2 || h.recording.signal.data().iter().any(|v| !v.is_finite()) {
+            return Err(format!(
+                "homogenized: {placed} neurons placed (expected 2) or non-finite data"
+            ));
+        }
+        if h.covariate_names.iter().any(|c| c == "pumping")
+            && ds["behavior/pumping"]["nan_count"].as_u64()
+                == ds["behavior/pumping"]["shape"][0].as_u64()
+        {
+            return Err("all-NaN pumping was not dropped".into());
+        }
+        std::fs::write(&labels, "neuropal_roi,neuron\n1,NOTANEURON\n")
+            .map_err(|e| e.to_string())?;
+        match read_dag2023(path, &opts) {
+            Err(e) if e.to_string().contains("NOTANEURON") => {}
+            other => {
+                return Err(format!(
+                    "unknown neuron name not refused: {:?}",
+                    other.map(|_| ())
+                ))
+            }
+        }
+        extra = format!(
+            "; labels -> ROIs {g1},{g2}; homogenized 302 x {}",
+            h.recording.signal.n_times()
+        );
+    }
     Ok(format!(
-        "{n} datasets; {} ROIs x {} samples, {} covariates",
+        "{n} datasets; {} ROIs x {} samples, {} covariates{extra}",
         n_roi,
         rec.recording.signal.n_times(),
         rec.covariate_names.len()
