@@ -2,6 +2,8 @@
 //!
 //! See `docs/store-format.md` for the on-disk format.
 
+pub mod calcium;
+pub mod fmri;
 pub mod store;
 pub mod synth;
 

@@ -100,6 +100,11 @@ pub static FORMATS: &[Format] = &[
         extensions: &["fif", "fif.gz"],
         open: crate::fif::open,
     },
+    Format {
+        name: crate::nifti::READER_NAME,
+        extensions: &["nii", "nii.gz"],
+        open: crate::nifti::open_boxed,
+    },
 ];
 
 fn matches_extension(path: &Path, ext: &str) -> bool {
