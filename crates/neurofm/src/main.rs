@@ -30,7 +30,6 @@ pub struct Global {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Generate synthetic multi-subject EEG with labelled motor-imagery-like trials into a store.
     Synth(cmd::synth::Args),
 }
 
