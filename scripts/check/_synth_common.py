@@ -1,4 +1,4 @@
-"""Shared by the synth / EDF+ check scripts: run inside scripts/.venv with pinned packages.
+"""Shared by the synth / EDF+ check scripts: run inside scripts/check/.venv-synth with pinned packages.
 
 `ensure(requirements)` re-executes the calling script with the venv's python (creating the venv
 and pip-installing the requirements the first time, or when one is missing) and returns once the
@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-VENV = ROOT / "scripts" / ".venv"
+# Own venv: other check scripts pin other numpy/scipy versions.
+VENV = ROOT / "scripts" / "check" / ".venv-synth"
 
 
 def _venv_python() -> Path:

@@ -11,7 +11,7 @@ the `tiny` preset (19 channels, 200 Hz, 4 classes, 50 Hz line) and a 250 Hz / 3-
 2-class / 60 Hz variant with 2 runs, then compares every EDF+ file MNE reads with the recording in
 the store (read straight from its safetensors file). Exits 1 on any mismatch.
 
-Installs into scripts/.venv (created on first use): mne, numpy, scipy (see REQUIREMENTS).
+Installs into scripts/check/.venv-synth (created on first use): mne, numpy, scipy (see REQUIREMENTS).
 """
 
 import argparse

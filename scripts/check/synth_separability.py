@@ -15,7 +15,7 @@ subject. Reports per-subject and mean accuracy against chance. For the default l
 exits 1 unless the mean accuracy is clearly above chance and clearly below 100%
 (chance + 0.15 <= accuracy <= 0.90).
 
-Installs into scripts/.venv (created on first use): numpy, scipy, scikit-learn.
+Installs into scripts/check/.venv-synth (created on first use): numpy, scipy, scikit-learn.
 """
 
 import argparse
