@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""MNE reads the EDF+ files that neurofm writes: same channels, rate, length, start, annotations,
-and data within the 16-bit quantization step.
+"""MNE reads the EDF+ files that neurofm writes: same channels, rate, length, start, patient id,
+annotations, and data within the 16-bit quantization step.
 
 Usage:
     python3 scripts/check/mne_reads_our_edf.py            # generates its own cases with the CLI
@@ -68,6 +68,9 @@ def check_one(edf: Path, entry, data) -> list:
     got_date = raw.info["meas_date"].isoformat()
     if got_date != want_date:
         errors.append(f"meas_date {got_date} != {want_date}")
+    his_id = (raw.info.get("subject_info") or {}).get("his_id")
+    if his_id != entry["subject"]:
+        errors.append(f"patient id {his_id!r} != subject {entry['subject']!r}")
     ann = entry["annotations"]
     got = raw.annotations
     if len(got) != len(ann):
