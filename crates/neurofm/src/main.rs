@@ -30,12 +30,18 @@ pub struct Global {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    Ingest(cmd::ingest::Args),
+    Inspect(cmd::inspect::Args),
+    Merge(cmd::merge::Args),
     Synth(cmd::synth::Args),
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     let g = &cli.global;
     match cli.command {
+        Command::Ingest(a) => cmd::ingest::run(a, g),
+        Command::Inspect(a) => cmd::inspect::run(a, g),
+        Command::Merge(a) => cmd::merge::run(a, g),
         Command::Synth(args) => cmd::synth::run(args, g),
     }
 }
