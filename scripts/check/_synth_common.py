@@ -1,48 +1,26 @@
-"""Shared by the synth / EDF+ check scripts: run inside scripts/check/.venv-synth with pinned packages.
+"""Shared by the synth / EDF+ check scripts.
 
-`ensure(requirements)` re-executes the calling script with the venv's python (creating the venv
-and pip-installing the requirements the first time, or when one is missing) and returns once the
-script runs inside it.
+`ensure()` re-executes the calling script with the project's Python environment (`.venv`, made
+by `scripts/setup-python.sh` from the pinned `scripts/requirements.txt`) and returns once the script
+runs inside it.
 """
 
-import importlib.metadata
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-# Own venv: other check scripts pin other numpy/scipy versions.
-VENV = ROOT / "scripts" / "check" / ".venv-synth"
 
 
-def _venv_python() -> Path:
-    return VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
-
-
-def _missing(requirements):
-    missing = []
-    for req in requirements:
-        name, _, version = req.partition("==")
-        try:
-            if importlib.metadata.version(name) != version:
-                missing.append(req)
-        except importlib.metadata.PackageNotFoundError:
-            missing.append(req)
-    return missing
-
-
-def ensure(requirements):
-    py = _venv_python()
-    if Path(sys.prefix).resolve() != VENV.resolve():
-        if not py.exists():
-            print(f"creating {VENV}", file=sys.stderr)
-            subprocess.check_call([sys.executable, "-m", "venv", str(VENV)])
-        os.execv(str(py), [str(py), *sys.argv])
-    missing = _missing(requirements)
-    if missing:
-        print(f"installing {' '.join(missing)} into {VENV}", file=sys.stderr)
-        subprocess.check_call([str(py), "-m", "pip", "install", "-q", *missing])
+def ensure():
+    venv = ROOT / ".venv"
+    if Path(sys.prefix).resolve() == venv.resolve():
+        return
+    py = subprocess.check_output(
+        ["bash", str(ROOT / "scripts" / "setup-python.sh")], text=True
+    ).strip()
+    os.execv(py, [py, *sys.argv])
 
 
 def neurofm(*args):

@@ -11,7 +11,7 @@ the `tiny` preset (19 channels, 200 Hz, 4 classes, 50 Hz line) and a 250 Hz / 3-
 2-class / 60 Hz variant with 2 runs, then compares every EDF+ file MNE reads with the recording in
 the store (read straight from its safetensors file). Exits 1 on any mismatch.
 
-Installs into scripts/check/.venv-synth (created on first use): mne, numpy, scipy (see REQUIREMENTS).
+Runs in the project venv `.venv` (scripts/setup-python.sh, scripts/requirements.txt): mne, numpy.
 """
 
 import argparse
@@ -22,7 +22,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _synth_common as common  # noqa: E402
 
-REQUIREMENTS = ["mne==1.13.2", "numpy==2.4.6", "scipy==1.17.1"]
 
 
 def edf_header(path: Path):
@@ -119,7 +118,7 @@ def check_dir(store: Path, edf_dir: Path) -> int:
 
 
 def main():
-    common.ensure(REQUIREMENTS)
+    common.ensure()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--store", type=Path)
     ap.add_argument("--edf-dir", type=Path)

@@ -15,7 +15,8 @@ subject. Reports per-subject and mean accuracy against chance. For the default l
 exits 1 unless the mean accuracy is clearly above chance and clearly below 100%
 (chance + 0.15 <= accuracy <= 0.90).
 
-Installs into scripts/check/.venv-synth (created on first use): numpy, scipy, scikit-learn.
+Runs in the project venv `.venv` (scripts/setup-python.sh, scripts/requirements.txt): numpy,
+scipy, scikit-learn.
 """
 
 import argparse
@@ -26,7 +27,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _synth_common as common  # noqa: E402
 
-REQUIREMENTS = ["numpy==2.4.6", "scipy==1.17.1", "scikit-learn==1.9.1"]
 BANDS = [(8.0, 13.0), (13.0, 30.0)]
 
 
@@ -89,7 +89,7 @@ def report(name, store):
 
 
 def main():
-    common.ensure(REQUIREMENTS)
+    common.ensure()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--store", type=Path, help="an existing store made by `neurofm synth`")
     ap.add_argument("--levels", default="medium", help="comma-separated difficulties to generate")
