@@ -227,3 +227,32 @@ fn difficulty_shrinks_the_effect() {
     let (re, rh) = (ratio(&easy), ratio(&hard));
     assert!(re < rh, "easy ratio {re} should be below hard ratio {rh}");
 }
+
+#[test]
+fn background_follows_the_subjects_power_law() {
+    let cfg = SynthConfig {
+        n_subjects: 2,
+        ..tiny()
+    };
+    for r in generate(&cfg).unwrap() {
+        let beta = meta(&r, "spectral_exponent");
+        // Fp1: far from the alpha and sensorimotor sources; 2-7 Hz: below alpha, above drift.
+        let x = row(&r, "Fp1");
+        let pts: Vec<(f64, f64)> = [2.0f64, 3.0, 4.0, 5.0, 6.0, 7.0]
+            .iter()
+            .map(|&f| (f.ln(), power_at(x, r.info.sfreq_hz, f, 800).ln()))
+            .collect();
+        let n = pts.len() as f64;
+        let (mx, my) = (
+            pts.iter().map(|p| p.0).sum::<f64>() / n,
+            pts.iter().map(|p| p.1).sum::<f64>() / n,
+        );
+        let slope = pts.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum::<f64>()
+            / pts.iter().map(|p| (p.0 - mx).powi(2)).sum::<f64>();
+        assert!(
+            (slope + beta).abs() < 0.4,
+            "subject {:?}: log-log slope {slope}, configured exponent {beta}",
+            r.info.subject
+        );
+    }
+}

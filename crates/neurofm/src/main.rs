@@ -33,7 +33,6 @@ enum Command {
     Ingest(cmd::ingest::Args),
     Inspect(cmd::inspect::Args),
     Merge(cmd::merge::Args),
-    /// Generate synthetic multi-subject EEG with labelled motor-imagery-like trials into a store.
     Synth(cmd::synth::Args),
 }
 

@@ -167,3 +167,101 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Wrap {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn parse(argv: &[&str]) -> Result<Args, clap::Error> {
+        Wrap::try_parse_from(std::iter::once("synth").chain(argv.iter().copied())).map(|w| w.args)
+    }
+
+    #[test]
+    fn options_override_the_preset() {
+        let a = parse(&[
+            "--out",
+            "s",
+            "--preset",
+            "tiny",
+            "--subjects",
+            "5",
+            "--classes",
+            "2",
+            "--difficulty",
+            "hard",
+            "--channels",
+            "C3, Cz,C4",
+            "--seed",
+            "9",
+        ])
+        .unwrap();
+        let cfg = a.config().unwrap();
+        assert_eq!(cfg.n_subjects, 5);
+        assert_eq!(cfg.n_classes, 2);
+        assert_eq!(cfg.difficulty, 0.75);
+        assert_eq!(cfg.channels, ["C3", "Cz", "C4"]);
+        assert_eq!(cfg.seed, 9);
+        assert_eq!(cfg.trials_per_class, 6, "from the tiny preset");
+        assert!(parse(&["--out", "s", "--classes", "5"]).is_err());
+        assert!(parse(&["--out", "s", "--preset", "huge"]).is_err());
+        let e = parse(&["--out", "s", "--difficulty", "2"])
+            .unwrap()
+            .config();
+        assert!(e.unwrap_err().to_string().contains("difficulty"));
+        let e = parse(&["--out", "s", "--channels", "C3,Q9"])
+            .unwrap()
+            .config();
+        assert!(e.unwrap_err().to_string().contains("Q9"));
+    }
+
+    #[test]
+    fn writes_store_entries_and_edf_files_and_refuses_to_duplicate() {
+        let dir = tempfile::tempdir().unwrap();
+        let store_dir = dir.path().join("store");
+        let edf_dir = dir.path().join("edf");
+        let argv = [
+            "--out",
+            store_dir.to_str().unwrap(),
+            "--edf-dir",
+            edf_dir.to_str().unwrap(),
+            "--preset",
+            "tiny",
+            "--subjects",
+            "2",
+            "--runs",
+            "2",
+            "--trials-per-class",
+            "1",
+            "--channels",
+            "C3,Cz,C4",
+        ];
+        let g = Global { quiet: true };
+        run(parse(&argv).unwrap(), &g).unwrap();
+        let store = Store::open(&store_dir).unwrap();
+        let ids: Vec<&str> = store.entries().iter().map(|e| e.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "sub-01_task-synth_run-01",
+                "sub-01_task-synth_run-02",
+                "sub-02_task-synth_run-01",
+                "sub-02_task-synth_run-02"
+            ]
+        );
+        let e = &store.entries()[0];
+        assert_eq!(e.labels["dataset"], json!("synth"));
+        assert_eq!(e.annotations.len(), 4);
+        for id in &ids {
+            assert!(edf_dir.join(format!("{id}.edf")).is_file(), "{id}.edf");
+        }
+        let err = run(parse(&argv).unwrap(), &g).unwrap_err().to_string();
+        assert!(err.contains("already holds subject 01"), "{err}");
+    }
+}
