@@ -7,9 +7,12 @@
 pub mod bids;
 pub mod brainvision;
 mod channel_names;
+pub mod check;
+pub mod edf;
 pub mod eeglab;
 pub mod error;
 pub mod fif;
+pub mod gdf;
 pub mod mat;
 pub mod reader;
 

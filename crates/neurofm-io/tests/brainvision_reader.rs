@@ -358,3 +358,17 @@ fn garbage_never_panics() {
         let _ = BrainVisionReader::open(&hp);
     }
 }
+
+#[test]
+fn mutated_headers_and_markers_never_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let hp = one_channel(dir.path());
+    let vhdr = std::fs::read(&hp).unwrap();
+    let vmrk = std::fs::read(dir.path().join("x.vmrk")).unwrap();
+    for m in mutations(&vhdr, 3000, 7) {
+        let _ = neurofm_io::brainvision::parse_vhdr(&hp, &m);
+    }
+    for m in mutations(&vmrk, 3000, 11) {
+        let _ = neurofm_io::brainvision::parse_markers(Path::new("x.vmrk"), &m);
+    }
+}

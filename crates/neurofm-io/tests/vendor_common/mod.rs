@@ -227,3 +227,39 @@ pub fn check_reader(reader: &mut dyn RawReader) -> Recording {
     }
     rec
 }
+
+/// Deterministic byte mutations (xorshift): `n` variants of `base`, each with 1–8 bytes
+/// overwritten, a few also truncated. For "never panics" checks (a cheap stand-in for the
+/// cargo-fuzz targets in `fuzz/`).
+pub fn mutations(base: &[u8], n: usize, seed: u64) -> Vec<Vec<u8>> {
+    let mut s = seed | 1;
+    let mut next = move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        s
+    };
+    (0..n)
+        .map(|_| {
+            let mut v = base.to_vec();
+            if v.is_empty() {
+                return v;
+            }
+            let k = 1 + (next() % 8) as usize;
+            for _ in 0..k {
+                let i = (next() % v.len() as u64) as usize;
+                v[i] = match next() % 4 {
+                    0 => 0,
+                    1 => 0xff,
+                    2 => v[i] ^ (1 << (next() % 8)),
+                    _ => next() as u8,
+                };
+            }
+            if next() % 10 == 0 {
+                let cut = (next() % v.len() as u64) as usize;
+                v.truncate(cut);
+            }
+            v
+        })
+        .collect()
+}
