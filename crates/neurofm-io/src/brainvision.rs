@@ -528,7 +528,7 @@ pub fn parse_vhdr(path: &Path, bytes: &[u8]) -> Result<VhdrHeader, IoError> {
         } else {
             ChannelKind::Misc
         };
-        let mut ch = ChannelInfo::new(name, kind, si_unit);
+        let ch = ChannelInfo::new(name, kind, si_unit);
         channels.push(ch);
         cal.push(resolution * scale);
     }

@@ -187,14 +187,13 @@ impl EeglabReader {
                         .field_at(i, "type")
                         .and_then(|v| v.as_string())
                         .map_or(ChannelKind::Eeg, |t| kind_from_type(&t));
-                    let mut ch = ChannelInfo::new(label, kind, Unit::Volt);
+                    let ch = ChannelInfo::new(label, kind, Unit::Volt);
                     channels.push(ch);
                 }
             }
             _ => {
                 for i in 0..nbchan {
-                    let mut ch =
-                        ChannelInfo::new(format!("EEG {i:03}"), ChannelKind::Eeg, Unit::Volt);
+                    let ch = ChannelInfo::new(format!("EEG {i:03}"), ChannelKind::Eeg, Unit::Volt);
                     channels.push(ch);
                 }
             }

@@ -588,7 +588,7 @@ impl FifReader {
                         what: format!("FIF data buffer of type {} at byte {}", t.ty, t.pos),
                     })?;
                     let frame = bps * nchan;
-                    if t.size as usize % frame != 0 {
+                    if !(t.size as usize).is_multiple_of(frame) {
                         return Err(IoError::header(
                             path,
                             format!("FIFF_DATA_BUFFER at byte {}", t.pos),

@@ -334,7 +334,7 @@ fn mi_size(ty: u32) -> Option<usize> {
 fn numeric_values(ctx: &Ctx, el: &Element, at: usize) -> Result<Vec<f64>, IoError> {
     let size =
         mi_size(el.ty).ok_or_else(|| ctx.err(at, format!("type {} is not numeric", el.ty)))?;
-    if el.data.len() % size != 0 {
+    if !el.data.len().is_multiple_of(size) {
         return Err(ctx.err(
             at,
             format!(
@@ -989,7 +989,7 @@ fn decode_h5_numeric(
             })
         }
     };
-    if size == 0 || raw.len() % size != 0 {
+    if size == 0 || !raw.len().is_multiple_of(size) {
         return Err(IoError::header(
             path,
             var,
