@@ -177,9 +177,12 @@ pub fn compare_with_golden(rec: &Recording, g: &serde_json::Value) {
     }
 }
 
-/// The shared reader contract: reading in pieces equals reading at once; bad segment requests
+/// The shared reader contract (plus `neurofm_io::check::check_raw_reader`): reading in pieces equals reading at once; bad segment requests
 /// are errors; annotations lie inside the recording; provenance is filled in.
 pub fn check_reader(reader: &mut dyn RawReader) -> Recording {
+    // The project-wide reader check (neurofm_io::check) first, then this file's own.
+    let report = neurofm_io::check::check_raw_reader(reader).expect("check_raw_reader");
+    assert!(report.ok(), "reader check: {:?}", report.problems);
     let rec = reader.read_all().expect("read_all");
     let n = reader.n_times();
     let nc = reader.info().n_channels();
