@@ -49,7 +49,8 @@ fn table_entry(name: &str) -> Option<(&'static str, [f64; 3])> {
 /// `-A1`, ...). Returns the bare stem (possibly not a 10-05 name).
 pub fn clean_name(name: &str) -> &str {
     let mut s = name.trim();
-    if s.len() > 4 && s[..4].eq_ignore_ascii_case("eeg ") {
+    // `get` keeps non-ASCII names (Latin-1 bytes in FIF/BrainVision files) from panicking.
+    if s.len() > 4 && s.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("eeg ")) {
         s = s[4..].trim_start();
     }
     s = s.trim_end_matches('.').trim_end();
@@ -140,6 +141,12 @@ pub fn apply_contract(channels: &mut [ChannelInfo]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn non_ascii_names_do_not_panic() {
+        assert_eq!(clean_name("EEG\u{ff}001"), "EEG\u{ff}001");
+        assert_eq!(standardize("C\u{e9}z"), None);
+    }
     use crate::recording::Unit;
 
     #[test]

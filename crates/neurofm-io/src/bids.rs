@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 use neurofm_core::{Annotation, ChannelKind, Info, Modality, Recording, Unit};
 
+use crate::channel_names::standardize_channels;
 use crate::error::IoError;
 use crate::reader::{open_raw, RawReader, FORMATS};
 
@@ -300,6 +301,7 @@ fn apply_channels(path: &Path, info: &mut Info) -> Result<(), IoError> {
     let all_known = names
         .iter()
         .all(|n| info.channels.iter().any(|c| c.name == *n));
+    let renamed = !all_known;
     let index: Vec<usize> = if all_known {
         names
             .iter()
@@ -309,7 +311,10 @@ fn apply_channels(path: &Path, info: &mut Info) -> Result<(), IoError> {
         // mne-bids renames the file's channels to the sidecar's names, in order.
         for (c, n) in info.channels.iter_mut().zip(&names) {
             c.name = n.to_string();
+            c.standard_name = None;
+            c.position = None;
         }
+
         (0..names.len()).collect()
     } else {
         let missing: Vec<&str> = names
@@ -345,6 +350,10 @@ fn apply_channels(path: &Path, info: &mut Info) -> Result<(), IoError> {
                 _ => {}
             }
         }
+    }
+    if renamed {
+        info.metadata.remove("channels.nonstandard");
+        standardize_channels(&mut info.channels, &mut info.metadata);
     }
     Ok(())
 }

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use neurofm_core::{Annotation, ChannelInfo, ChannelKind, Info, Modality, Provenance, Unit};
 
-use crate::channel_names::standard_name;
+use crate::channel_names::standardize_channels;
 use crate::error::IoError;
 use crate::reader::{sha256_file, RawReader};
 
@@ -528,8 +528,7 @@ pub fn parse_vhdr(path: &Path, bytes: &[u8]) -> Result<VhdrHeader, IoError> {
         } else {
             ChannelKind::Misc
         };
-        let mut ch = ChannelInfo::new(name, kind, si_unit);
-        ch.standard_name = standard_name(&ch.name, kind);
+        let ch = ChannelInfo::new(name, kind, si_unit);
         channels.push(ch);
         cal.push(resolution * scale);
     }
@@ -642,6 +641,7 @@ impl BrainVisionReader {
         }
 
         let mut info = Info::new(Modality::Eeg, sfreq_hz, channels);
+        standardize_channels(&mut info.channels, &mut info.metadata);
         info.meas_date = meas_date;
         info.provenance = Provenance {
             source_path: path.display().to_string(),

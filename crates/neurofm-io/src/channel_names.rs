@@ -1,14 +1,28 @@
-//! The one place where the vendor readers (BrainVision, EEGLAB, FIF, BIDS) ask for a channel's
-//! standard name.
-//!
-//! The channel-name contract (`neurofm_core::channels::standardize`) is written on another
-//! branch; until it is merged this adapter standardizes nothing and every reader leaves
-//! `standard_name` as `None`. When it lands, the body of [`standard_name`] becomes a call to it.
+//! The one place where the vendor readers (BrainVision, EEGLAB, FIF, BIDS) apply the channel-name
+//! contract (`neurofm_core::channels`): EEG channels whose names map to a 10-05 electrode get
+//! `standard_name` and `position`; the others are kept and listed in
+//! `metadata["channels.nonstandard"]`, as the EDF/BDF/GDF readers do. A position the file itself
+//! gives is kept.
 
-use neurofm_core::ChannelKind;
+use std::collections::BTreeMap;
 
-/// The standard name of a channel called `name` of kind `kind`, when one is known.
-pub(crate) fn standard_name(name: &str, kind: ChannelKind) -> Option<String> {
-    let _ = (name, kind);
-    None
+use neurofm_core::channels::apply_contract;
+use neurofm_core::ChannelInfo;
+
+/// Applies the channel contract to `channels`, recording non-standard EEG names in `metadata`.
+pub(crate) fn standardize_channels(
+    channels: &mut [ChannelInfo],
+    metadata: &mut BTreeMap<String, String>,
+) {
+    // Positions the file gives (FIF digitization) win over the standard montage.
+    let own: Vec<Option<[f64; 3]>> = channels.iter().map(|c| c.position).collect();
+    let nonstandard = apply_contract(channels);
+    for (c, p) in channels.iter_mut().zip(own) {
+        if p.is_some() {
+            c.position = p;
+        }
+    }
+    if !nonstandard.is_empty() {
+        metadata.insert("channels.nonstandard".into(), nonstandard.join("; "));
+    }
 }

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use neurofm_core::{Annotation, ChannelInfo, ChannelKind, Info, Modality, Provenance, Unit};
 
 use crate::brainvision::check_segment;
-use crate::channel_names::standard_name;
+use crate::channel_names::standardize_channels;
 use crate::error::IoError;
 use crate::mat::{is_v73, parse_mat5, read_mat73_bytes, MatClass, MatValue};
 use crate::reader::{sha256_file, RawReader};
@@ -187,16 +187,13 @@ impl EeglabReader {
                         .field_at(i, "type")
                         .and_then(|v| v.as_string())
                         .map_or(ChannelKind::Eeg, |t| kind_from_type(&t));
-                    let mut ch = ChannelInfo::new(label, kind, Unit::Volt);
-                    ch.standard_name = standard_name(&ch.name, kind);
+                    let ch = ChannelInfo::new(label, kind, Unit::Volt);
                     channels.push(ch);
                 }
             }
             _ => {
                 for i in 0..nbchan {
-                    let mut ch =
-                        ChannelInfo::new(format!("EEG {i:03}"), ChannelKind::Eeg, Unit::Volt);
-                    ch.standard_name = standard_name(&ch.name, ChannelKind::Eeg);
+                    let ch = ChannelInfo::new(format!("EEG {i:03}"), ChannelKind::Eeg, Unit::Volt);
                     channels.push(ch);
                 }
             }
@@ -261,6 +258,7 @@ impl EeglabReader {
         let annotations = read_events(path, eeg, srate)?;
 
         let mut info = Info::new(Modality::Eeg, srate, channels);
+        standardize_channels(&mut info.channels, &mut info.metadata);
         if let Some(s) = eeg.field("subject").and_then(|v| v.as_string()) {
             if !s.trim().is_empty() {
                 info.subject = Some(s.trim().to_string());

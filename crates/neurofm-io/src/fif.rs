@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use neurofm_core::{Annotation, ChannelInfo, ChannelKind, Info, Modality, Provenance, Unit};
 
 use crate::brainvision::check_segment;
-use crate::channel_names::standard_name;
+use crate::channel_names::standardize_channels;
 use crate::error::IoError;
 use crate::reader::{sha256_file, RawReader};
 
@@ -488,7 +488,6 @@ impl FifReader {
                     let name: String = raw_name[..end].iter().map(|&b| b as char).collect();
                     let ck = kind_of(kind, unit);
                     let mut ch = ChannelInfo::new(name, ck, unit_of(unit));
-                    ch.standard_name = standard_name(&ch.name, ck);
                     if loc.iter().all(|v| v.is_finite()) && loc.iter().any(|&v| v != 0.0) {
                         ch.position = Some([loc[0], loc[1], loc[2]]);
                     }
@@ -666,6 +665,7 @@ impl FifReader {
             Modality::Eeg
         };
         let mut info = Info::new(modality, sfreq, channels);
+        standardize_channels(&mut info.channels, &mut info.metadata);
         info.meas_date = meas_date;
         info.metadata
             .insert("fif.first_samp".into(), first_samp.to_string());

@@ -358,3 +358,44 @@ fn garbage_never_panics() {
         let _ = BrainVisionReader::open(&hp);
     }
 }
+
+#[test]
+fn mutated_headers_and_markers_never_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let hp = one_channel(dir.path());
+    let vhdr = std::fs::read(&hp).unwrap();
+    let vmrk = std::fs::read(dir.path().join("x.vmrk")).unwrap();
+    for m in mutations(&vhdr, 3000, 7) {
+        let _ = neurofm_io::brainvision::parse_vhdr(&hp, &m);
+    }
+    for m in mutations(&vmrk, 3000, 11) {
+        let _ = neurofm_io::brainvision::parse_markers(Path::new("x.vmrk"), &m);
+    }
+}
+
+#[test]
+fn ahdr_drops_the_extra_trailing_channel() {
+    let dir = tempfile::tempdir().unwrap();
+    let values = ramp(3, 6);
+    let bv = Bv {
+        format: "IEEE_FLOAT_32",
+        orientation: "MULTIPLEXED",
+        channels: vec![("Cz", "1", "µV"), ("Pz", "1", "µV"), ("extra", "1", "V")],
+        values: values.clone(),
+        markers: "",
+        big_endian: false,
+    };
+    let hp = bv.write(dir.path(), "a");
+    edit(&hp, "NumberOfChannels=3", "NumberOfChannels=2");
+    edit(&hp, "Ch3=extra,,1,V\n", "");
+    let ahdr = dir.path().join("a.ahdr");
+    std::fs::rename(&hp, &ahdr).unwrap();
+    let mut r = open_raw(&ahdr).unwrap();
+    let rec = check_reader(r.as_mut());
+    assert_eq!(rec.info.channels.len(), 2);
+    assert_eq!(rec.signal.n_times(), 6);
+    assert_eq!(
+        rec.signal.channel(1).unwrap()[5],
+        (values[1][5] * 1e-6) as f32
+    );
+}

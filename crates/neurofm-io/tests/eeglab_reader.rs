@@ -271,3 +271,22 @@ fn bad_sets_are_named_errors() {
         assert!(EeglabReader::open(&p).is_err());
     }
 }
+
+#[test]
+fn mutated_mat5_never_panics() {
+    let mut v = Vec::new();
+    for t in 0..4 {
+        for c in 0..3 {
+            v.push((10 * c + t) as f32);
+        }
+    }
+    let good = synthetic_set(
+        mat5::double("", &[1, 1], &[250.0]),
+        1,
+        mat5::single("", &[3, 4], &v),
+    );
+    let p = std::path::Path::new("m.set");
+    for m in mutations(&good, 4000, 3) {
+        let _ = neurofm_io::mat::parse_mat5(p, &m);
+    }
+}

@@ -209,3 +209,16 @@ fn malformed_fif_is_a_named_error() {
         IoError::Unsupported { .. }
     ));
 }
+
+#[test]
+fn mutated_fif_never_panics() {
+    let good = synthetic();
+    let p = std::path::Path::new("m_raw.fif");
+    for m in mutations(&good, 4000, 5) {
+        if let Ok(mut r) = FifReader::from_bytes(p, m) {
+            if r.n_times().saturating_mul(r.info().n_channels()) <= 1 << 20 {
+                let _ = r.read_all();
+            }
+        }
+    }
+}

@@ -177,9 +177,12 @@ pub fn compare_with_golden(rec: &Recording, g: &serde_json::Value) {
     }
 }
 
-/// The shared reader contract: reading in pieces equals reading at once; bad segment requests
+/// The shared reader contract (plus `neurofm_io::check::check_raw_reader`): reading in pieces equals reading at once; bad segment requests
 /// are errors; annotations lie inside the recording; provenance is filled in.
 pub fn check_reader(reader: &mut dyn RawReader) -> Recording {
+    // The project-wide reader check (neurofm_io::check) first, then this file's own.
+    let report = neurofm_io::check::check_raw_reader(reader).expect("check_raw_reader");
+    assert!(report.ok(), "reader check: {:?}", report.problems);
     let rec = reader.read_all().expect("read_all");
     let n = reader.n_times();
     let nc = reader.info().n_channels();
@@ -226,4 +229,40 @@ pub fn check_reader(reader: &mut dyn RawReader) -> Recording {
         );
     }
     rec
+}
+
+/// Deterministic byte mutations (xorshift): `n` variants of `base`, each with 1–8 bytes
+/// overwritten, a few also truncated. For "never panics" checks (a cheap stand-in for the
+/// cargo-fuzz targets in `fuzz/`).
+pub fn mutations(base: &[u8], n: usize, seed: u64) -> Vec<Vec<u8>> {
+    let mut s = seed | 1;
+    let mut next = move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        s
+    };
+    (0..n)
+        .map(|_| {
+            let mut v = base.to_vec();
+            if v.is_empty() {
+                return v;
+            }
+            let k = 1 + (next() % 8) as usize;
+            for _ in 0..k {
+                let i = (next() % v.len() as u64) as usize;
+                v[i] = match next() % 4 {
+                    0 => 0,
+                    1 => 0xff,
+                    2 => v[i] ^ (1 << (next() % 8)),
+                    _ => next() as u8,
+                };
+            }
+            if next() % 10 == 0 {
+                let cut = (next() % v.len() as u64) as usize;
+                v.truncate(cut);
+            }
+            v
+        })
+        .collect()
 }
