@@ -15,7 +15,10 @@ use crate::Global;
 ///
 /// Each input file becomes one recording: a `data/<id>.safetensors` file holding a
 /// `[channels, samples]` float32 tensor in SI units, plus one entry in `manifest.json`.
-/// Directories are searched recursively for files a reader handles. Ingest is resumable: a
+/// Directories are searched recursively for files a reader handles; a BIDS root (a directory with
+/// `dataset_description.json`) is read as BIDS: `sub-*/[ses-*/]{eeg,meg,ieeg}/` recordings with
+/// subject/session/task/run from the names, events from `*_events.tsv`, channel types and bads
+/// from `*_channels.tsv`, and participants.tsv columns as metadata. Ingest is resumable: a
 /// source already in the store (same sha256) is skipped, so re-running after an interruption
 /// continues where it stopped. A killed ingest leaves a store that lists only complete recordings.
 #[derive(Debug, clap::Args)]
@@ -61,20 +64,39 @@ pub struct Args {
     pub dry_run: bool,
 }
 
-/// Every file under the inputs that some reader claims by extension, sorted.
-fn collect_inputs(inputs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
+/// One file to ingest; BIDS recordings carry their entities and sidecars.
+struct Input {
+    path: PathBuf,
+    bids: Option<neurofm_io::bids::BidsRecording>,
+}
+
+/// BIDS roots (directories with `dataset_description.json`) are scanned as BIDS; other
+/// directories are searched for every file some reader claims by extension.
+fn collect_inputs(inputs: &[PathBuf]) -> anyhow::Result<Vec<Input>> {
+    let mut out: Vec<Input> = Vec::new();
     for p in inputs {
-        if p.is_dir() {
-            walk(p, &mut out).with_context(|| format!("listing {}", p.display()))?;
+        if p.is_dir() && p.join("dataset_description.json").is_file() {
+            for r in neurofm_io::bids::scan(p)? {
+                out.push(Input {
+                    path: r.path.clone(),
+                    bids: Some(r),
+                });
+            }
+        } else if p.is_dir() {
+            let mut files = Vec::new();
+            walk(p, &mut files).with_context(|| format!("listing {}", p.display()))?;
+            out.extend(files.into_iter().map(|path| Input { path, bids: None }));
         } else if p.exists() {
-            out.push(p.clone());
+            out.push(Input {
+                path: p.clone(),
+                bids: None,
+            });
         } else {
             bail!("{}: no such file or directory", p.display());
         }
     }
-    out.sort();
-    out.dedup();
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    out.dedup_by(|a, b| a.path == b.path);
     Ok(out)
 }
 
@@ -141,7 +163,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
     }
     if args.dry_run {
         for f in &files {
-            println!("{}", f.display());
+            println!("{}", f.path.display());
         }
         println!(
             "{} file(s) would be ingested into {}",
@@ -155,7 +177,8 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
     store.set_commit_every(args.commit_every, std::time::Duration::from_secs(5));
     let files_bar = progress::bar(files.len() as u64, "ingest", global.quiet);
     let (mut added, mut skipped, mut duplicates) = (0usize, 0usize, 0usize);
-    for file in &files {
+    for input in &files {
+        let file = &input.path;
         files_bar.set_message(file.display().to_string());
         let sha = neurofm_io::sha256_file(file)?;
         if let Some(e) = store.find_source(&sha, None) {
@@ -168,7 +191,10 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
             files_bar.inc(1);
             continue;
         }
-        let mut reader = neurofm_io::open_raw(file)?;
+        let mut reader = match &input.bids {
+            Some(b) => b.open()?,
+            None => neurofm_io::open_raw(file)?,
+        };
         let mut info = reader.info().clone();
         let mut labels = base_labels.clone();
         if let Some(re) = &pattern {
