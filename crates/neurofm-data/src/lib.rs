@@ -5,6 +5,7 @@
 pub mod calcium;
 pub mod fmri;
 pub mod store;
+pub mod synth;
 
 pub use store::{
     Entry, ExtraTensor, Graph, MergeReport, NewEntry, RecipeRecord, RecordingView, Store,
