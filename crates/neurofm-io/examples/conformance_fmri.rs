@@ -394,6 +394,20 @@ fn check_celegans(path: &Path, g: &Value) -> Check {
             rec.recording.info.n_channels()
         ));
     }
+    // the generic HDF5 matrix reader gives the same traces and times
+    let (_, ts) = neurofm_io::celegans::read_h5_f64(path, &f, "timing/timestamp_confocal")
+        .map_err(|e| e.to_string())?;
+    let generic = neurofm_io::celegans::read_neuron_matrix(
+        path,
+        Some("gcamp/trace_array"),
+        Some(vec![String::new(); n_roi]),
+        neurofm_io::celegans::TimeAxis::Timestamps(ts),
+        neurofm_io::celegans::UnknownNames::Error,
+    )
+    .map_err(|e| e.to_string())?;
+    if generic.recording.signal != rec.recording.signal || generic.time_s != rec.time_s {
+        return Err("read_neuron_matrix (HDF5) differs from read_dag2023".into());
+    }
     let mut extra = String::new();
     if ds.contains_key("neuropal_registration/roi_match") {
         // NeuroPAL ROIs 1 and 2 named AVAL / AVAR in a label table: the GCaMP ROIs that

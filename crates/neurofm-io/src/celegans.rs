@@ -11,7 +11,7 @@
 //!   neuron names**: names come from a NeuroPAL label table (CSV `neuropal_roi,neuron`) given as
 //!   [`Dag2023Options::neuropal_labels`]; without it every ROI is unidentified.
 //! * [`read_neuron_matrix`]: any time × neuron matrix in HDF5 (dataset path), CSV (header =
-//!   names) or NPY, with a list of names and either a sampling rate or a timestamp vector.
+//!   names), NPY or MAT v5/v7.3, with a list of names and either a sampling rate or a timestamp vector.
 //!
 //! ## Homogenization ([`homogenize`])
 //! 1. Resample every trace and covariate to a common step `dt_s` by linear interpolation on
@@ -440,7 +440,8 @@ pub enum TimeAxis {
 }
 
 /// Reads a time × neuron matrix from HDF5 (`dataset` required), CSV (header = names unless
-/// `names` is given) or NPY, by extension. `names` has one neuron label per column; labels
+/// `names` is given), NPY or MAT (`dataset` = variable name, optional when the file has one
+/// 2-D numeric variable), by extension. `names` has one neuron label per column; labels
 /// that are not neurons can be written as empty strings (unidentified).
 pub fn read_neuron_matrix(
     path: &Path,
@@ -478,10 +479,13 @@ pub fn read_neuron_matrix(
                 ));
             };
             (r, c, a.data, None)
+        } else if lower.ends_with(".mat") {
+            let (r, c, v) = crate::csv_series::read_mat_matrix(path, dataset)?;
+            (r, c, v, None)
         } else {
             return Err(IoError::Unsupported {
                 path: path.into(),
-                what: "neuron matrix: extension must be .h5/.hdf5, .csv/.tsv or .npy".into(),
+                what: "neuron matrix: extension must be .h5/.hdf5, .csv/.tsv, .npy or .mat".into(),
             });
         };
     let names = names

@@ -205,8 +205,13 @@ fn check_image(path: &Path, spec: &Spec) {
     } else {
         (spec.slope, spec.inter)
     };
-    let mut r = open_raw(path).unwrap();
     let [nx, ny, nz, nt] = spec.dims;
+    if nt > 1 {
+        // the shared reader contract (provenance, rate, finite values, segment bounds)
+        let rep = neurofm_io::check::check_reader(path).unwrap();
+        assert!(rep.ok(), "{}: {:?}", path.display(), rep.problems);
+    }
+    let mut r = open_raw(path).unwrap();
     assert_eq!(r.n_times(), nt);
     let (dims, _) = r.volume_geometry().unwrap();
     assert_eq!(dims, [nx, ny, nz]);
