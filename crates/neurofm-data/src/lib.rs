@@ -1,1 +1,3 @@
 //! The neurofm store.
+
+pub mod dsp;
