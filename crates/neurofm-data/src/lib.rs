@@ -1,3 +1,11 @@
-//! The neurofm store.
+//! The neurofm store (manifest + memory-mapped safetensors files), and everything that reads it.
+//!
+//! See `docs/store-format.md` for the on-disk format.
 
 pub mod dsp;
+pub mod store;
+
+pub use store::{
+    Entry, ExtraTensor, Graph, MergeReport, NewEntry, RecipeRecord, RecordingView, Store,
+    StoreError, FORMAT_VERSION,
+};
