@@ -346,7 +346,7 @@ impl OlaFilter {
     /// Prepares `h` (odd length) for signals of `n_samples` samples.
     pub fn new(h: &[f64], n_samples: usize) -> Result<Self, DspError> {
         let n_h = h.len();
-        if n_h == 0 || n_h % 2 == 0 {
+        if n_h == 0 || n_h.is_multiple_of(2) {
             return Err(DspError::invalid(
                 "FIR filter",
                 format!("zero-phase filtering needs an odd number of taps, got {n_h}"),

@@ -106,7 +106,7 @@ impl PolyphaseResampler {
     /// Output length for `n_in` input samples: `ceil(n_in · up / down)`.
     pub fn output_len(&self, n_in: usize) -> usize {
         let n = n_in * self.up;
-        n / self.down + usize::from(n % self.down != 0)
+        n / self.down + usize::from(!n.is_multiple_of(self.down))
     }
 
     /// Resamples one channel.
