@@ -95,7 +95,7 @@ impl Welch {
         }
         let last = psd.len() - 1;
         for (k, p) in psd.iter_mut().enumerate() {
-            let one_sided = if k == 0 || (n % 2 == 0 && k == last) {
+            let one_sided = if k == 0 || (n.is_multiple_of(2) && k == last) {
                 1.0
             } else {
                 2.0

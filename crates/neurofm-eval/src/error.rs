@@ -41,6 +41,8 @@ pub enum EvalError {
         #[source]
         source: serde_json::Error,
     },
+    #[error("{path}: {reason}")]
+    Toml { path: PathBuf, reason: String },
     #[error("{path}: cannot draw plot: {reason}")]
     Plot { path: PathBuf, reason: String },
     /// Reading a window from the data source failed.

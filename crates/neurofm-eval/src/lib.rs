@@ -9,6 +9,7 @@
 //!   inner cross-validation for `C`.
 //! - [`metrics`]: accuracy, balanced accuracy, Cohen's κ, weighted F1, AUROC, PR-AUC, chance.
 //! - [`probe`]: features → folds → linear probe → per-fold / per-subject metrics.
+//! - [`task`], [`store_source`]: task files and the store's windows.
 //! - [`report`]: `report.json`, `report.md` and PNG plots.
 
 pub mod bandpower;
@@ -21,5 +22,7 @@ pub mod probe;
 pub mod protocol;
 pub mod report;
 pub mod source;
+pub mod store_source;
+pub mod task;
 
 pub use error::EvalError;

@@ -320,7 +320,7 @@ impl LogReg {
     /// Class probabilities `[n, n_classes]` for `x` (`[n, n_features]`).
     pub fn predict_proba(&self, x: &[f64]) -> Result<Vec<f64>, EvalError> {
         let (k, d) = (self.n_classes, self.n_features);
-        if d == 0 || x.len() % d != 0 {
+        if d == 0 || !x.len().is_multiple_of(d) {
             return Err(EvalError::Shape {
                 what: "features [n, d]: length must be a multiple of d".into(),
                 expected: d,
@@ -367,7 +367,7 @@ pub struct Standardizer {
 
 impl Standardizer {
     pub fn fit(x: &[f64], d: usize) -> Result<Standardizer, EvalError> {
-        if d == 0 || x.is_empty() || x.len() % d != 0 {
+        if d == 0 || x.is_empty() || !x.len().is_multiple_of(d) {
             return Err(EvalError::NotEnoughData(
                 "standardizer needs at least one row".into(),
             ));

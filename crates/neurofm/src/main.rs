@@ -33,6 +33,10 @@ enum Command {
     Ingest(cmd::ingest::Args),
     Inspect(cmd::inspect::Args),
     Merge(cmd::merge::Args),
+    /// Linear-probe evaluation of a task (every fold, every seed) with baselines.
+    Probe(cmd::probe::Args),
+    /// Re-render report.md and the plots of an evaluation run from its report.json.
+    Report(cmd::report::Args),
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -41,6 +45,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ingest(a) => cmd::ingest::run(a, g),
         Command::Inspect(a) => cmd::inspect::run(a, g),
         Command::Merge(a) => cmd::merge::run(a, g),
+        Command::Probe(a) => cmd::probe::run(a, g),
+        Command::Report(a) => cmd::report::run(a, g),
     }
 }
 
