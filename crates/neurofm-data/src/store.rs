@@ -295,21 +295,27 @@ impl Store {
             }
             Err(e) => return Err(io_err(&mpath)(e)),
         };
-        // Check format and version before the full parse so a newer store gets the right error.
-        let head: Value =
-            serde_json::from_slice(&bytes).map_err(|source| StoreError::Manifest {
-                path: mpath.clone(),
-                source,
-            })?;
-        if head.get("format").and_then(Value::as_str) != Some(FORMAT_NAME) {
+        // Check format and version before the full parse so a newer store gets the right error
+        // (this pass skips every other value without allocating).
+        #[derive(Deserialize)]
+        struct Head {
+            #[serde(default)]
+            format: Option<String>,
+            #[serde(default)]
+            format_version: Option<u64>,
+        }
+        let head: Head = serde_json::from_slice(&bytes).map_err(|source| StoreError::Manifest {
+            path: mpath.clone(),
+            source,
+        })?;
+        if head.format.as_deref() != Some(FORMAT_NAME) {
             return Err(StoreError::NotAStore {
                 path: dir.to_path_buf(),
                 reason: format!("{MANIFEST} does not say \"format\": \"{FORMAT_NAME}\""),
             });
         }
         let found = head
-            .get("format_version")
-            .and_then(Value::as_u64)
+            .format_version
             .ok_or_else(|| StoreError::ManifestField {
                 path: mpath.clone(),
                 field: "format_version".into(),
@@ -323,7 +329,7 @@ impl Store {
             });
         }
         let manifest: Manifest =
-            serde_json::from_value(head).map_err(|source| StoreError::Manifest {
+            serde_json::from_slice(&bytes).map_err(|source| StoreError::Manifest {
                 path: mpath.clone(),
                 source,
             })?;

@@ -3,3 +3,5 @@
 pub mod ingest;
 pub mod inspect;
 pub mod merge;
+pub mod prepare;
+pub mod synth;
