@@ -7,6 +7,8 @@
 //! Tolerances (relative to the channel's largest absolute reference value):
 //! FIR filters and notch (MNE) 1e-4, `resample_poly` and `sosfiltfilt` (scipy) 1e-5.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::{Path, PathBuf};
 
 use neurofm_data::dsp::{fir, iir, resample};
