@@ -8,6 +8,7 @@ pub mod error;
 pub mod recipe;
 pub mod steps;
 pub mod store;
+pub mod synth;
 pub mod window;
 
 pub use error::DataError;

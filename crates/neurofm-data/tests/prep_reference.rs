@@ -7,6 +7,8 @@
 //! Tolerances (relative to the channel's largest absolute reference value):
 //! FIR filters and notch (MNE) 1e-4, `resample_poly` and `sosfiltfilt` (scipy) 1e-5.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::{Path, PathBuf};
 
 use neurofm_data::dsp::{fir, iir, resample};
@@ -198,5 +200,41 @@ fn sosfiltfilt_matches_scipy() {
                 iir::sosfiltfilt(&sos, x).unwrap()
             });
         }
+    }
+}
+
+/// The whole `configs/recipes/eegmat-200hz.toml` (without its window step) on a real EEGMAT EDF
+/// read by neurofm-io, against MNE's `read_raw_edf` + `notch_filter` + `filter_data` + scipy's
+/// `resample_poly` + division by 100 µV, within 1e-4 of each channel's range.
+#[test]
+fn eegmat_recipe_matches_mne_chain() {
+    let Some(dir) = reference_dir() else { return };
+    let shared = std::env::var_os("NEUROFM_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
+    let edf = shared.join("data/eegmat/Subject01_2.edf");
+    let rec = neurofm_io::read_recording(&edf)
+        .unwrap_or_else(|e| panic!("{}: {e} (set NEUROFM_SHARED)", edf.display()));
+    let recipe_path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/recipes/eegmat-200hz.toml");
+    let mut recipe = neurofm_data::Recipe::from_path(&recipe_path).unwrap();
+    assert!(recipe.window().is_some());
+    recipe.steps.pop();
+    let (out, _) = recipe.apply(rec, "Subject01_2").unwrap();
+    let (shape, data) = read_npy(&dir.join("chain_s01_2.output.npy"));
+    let expected = rows(&shape, &data);
+    assert_eq!(out.info.sfreq_hz, 200.0);
+    assert_eq!(out.info.channels.len(), 19);
+    for (ch, want) in expected.iter().enumerate() {
+        let got: Vec<f64> = out
+            .signal
+            .channel(ch)
+            .unwrap()
+            .iter()
+            .map(|v| f64::from(*v))
+            .collect();
+        let e = rel_err(&got, want);
+        eprintln!("chain {}: rel err {e:.2e}", out.info.channels[ch].name);
+        assert!(e <= 1e-4, "channel {ch}: relative error {e:e}");
     }
 }

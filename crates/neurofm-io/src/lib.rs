@@ -6,6 +6,7 @@
 
 pub mod check;
 pub mod edf;
+pub mod edf_write;
 pub mod error;
 pub mod gdf;
 pub mod reader;

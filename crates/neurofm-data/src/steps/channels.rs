@@ -2,35 +2,16 @@
 
 use neurofm_core::{ChannelInfo, ChannelKind};
 
-/// Old 10-20 names and their 10-10 equivalents (T3 = T7, T4 = T8, T5 = P7, T6 = P8).
-const ALIASES: &[(&str, &str)] = &[("T3", "T7"), ("T4", "T8"), ("T5", "P7"), ("T6", "P8")];
-
-/// The standard name of a channel: its `standard_name` when the reader set one, else the file
-/// name without a type prefix (`EEG `, `EEG-`) or reference suffix (`-REF`, `-LE`, `-A1`), with
-/// old 10-20 names mapped to 10-10 (T3 → T7, T4 → T8, T5 → P7, T6 → P8).
+/// The standard name of a channel: its `standard_name` when the reader set one, else what
+/// `neurofm_core::channels::standardize` makes of the file name (`EEG T3` → `T7`), else the file
+/// name without a type prefix or reference suffix.
 pub fn standard_name(ch: &ChannelInfo) -> String {
     if let Some(s) = &ch.standard_name {
         return s.clone();
     }
-    let mut n = ch.name.trim();
-    for prefix in ["EEG ", "EEG-", "EEG_", "eeg "] {
-        if let Some(rest) = n.strip_prefix(prefix) {
-            n = rest.trim();
-            break;
-        }
-    }
-    for suffix in ["-REF", "-Ref", "-ref", "-LE", "-AR"] {
-        if let Some(rest) = n.strip_suffix(suffix) {
-            n = rest.trim();
-            break;
-        }
-    }
-    for (old, new) in ALIASES {
-        if n.eq_ignore_ascii_case(old) {
-            return (*new).to_string();
-        }
-    }
-    n.to_string()
+    neurofm_core::channels::standardize(&ch.name)
+        .map(str::to_string)
+        .unwrap_or_else(|| neurofm_core::channels::clean_name(&ch.name).to_string())
 }
 
 /// Index of the channel called `name`: by standard name first, then by the name in the file
