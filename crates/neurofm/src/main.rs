@@ -33,7 +33,12 @@ enum Command {
     Ingest(cmd::ingest::Args),
     Inspect(cmd::inspect::Args),
     Merge(cmd::merge::Args),
+    Prepare(cmd::prepare::Args),
     Synth(cmd::synth::Args),
+    /// Linear-probe evaluation of a task (every fold, every seed) with baselines.
+    Probe(cmd::probe::Args),
+    /// Re-render report.md and the plots of an evaluation run from its report.json.
+    Report(cmd::report::Args),
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -42,7 +47,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ingest(a) => cmd::ingest::run(a, g),
         Command::Inspect(a) => cmd::inspect::run(a, g),
         Command::Merge(a) => cmd::merge::run(a, g),
+        Command::Prepare(a) => cmd::prepare::run(a, g),
         Command::Synth(args) => cmd::synth::run(args, g),
+        Command::Probe(a) => cmd::probe::run(a, g),
+        Command::Report(a) => cmd::report::run(a, g),
     }
 }
 

@@ -1,0 +1,159 @@
+//! `neurofm probe`: evaluate features with a linear probe on a task's protocol, next to the
+//! band-power baseline, with and without Euclidean alignment.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use neurofm_data::Store;
+use neurofm_eval::bandpower::BandPower;
+use neurofm_eval::probe::{evaluate_linear, LinearMethod};
+use neurofm_eval::protocol::{labelled_subjects, Protocol};
+use neurofm_eval::report::{summarize, MethodKind, Report, REPORT_FORMAT_VERSION};
+use neurofm_eval::source::WindowSource;
+use neurofm_eval::store_source::StoreWindows;
+use neurofm_eval::task::TaskConfig;
+
+use crate::progress;
+use crate::Global;
+
+/// Euclidean alignment modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EaMode {
+    /// Run every method with and without alignment.
+    Both,
+    On,
+    Off,
+}
+
+/// Linear-probe evaluation of a task: every fold of the protocol, every seed.
+///
+/// The task file names the store, how it is cut into labelled windows, the classes and the
+/// protocol. Each method's features are standardized on the training side of a fold and fed to
+/// an L2 multinomial logistic regression whose C is chosen by cross-validation over the training
+/// subjects only. Methods: log band power (δ θ α β γ per channel, Welch PSD) + logistic
+/// regression. Euclidean alignment (per subject, from that subject's windows, labels unused) is
+/// applied before the features when asked. Writes report.json, report.md and PNG plots to --out.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Example:
+  neurofm probe --task configs/tasks/eegmat-rest-vs-arith.toml --seeds 0 --ea both --out runs/eegmat-bandpower")]
+pub struct Args {
+    /// Task file (configs/tasks/*.toml).
+    #[arg(long, value_name = "TOML")]
+    pub task: PathBuf,
+    /// Store directory (default: the task's `store`).
+    #[arg(long, value_name = "DIR")]
+    pub store: Option<PathBuf>,
+    /// loso, leave-N-out or few-shot-K (default: the task's protocol).
+    #[arg(long, value_name = "NAME")]
+    pub protocol: Option<String>,
+    /// Comma-separated seeds (fold assignment of leave-N-out, few-shot sampling).
+    #[arg(long, value_delimiter = ',', default_value = "0", value_name = "SEEDS")]
+    pub seeds: Vec<u64>,
+    /// Euclidean alignment.
+    #[arg(long, value_enum, default_value_t = EaMode::Both)]
+    pub ea: EaMode,
+    /// Run directory for report.json, report.md and the plots.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+}
+
+pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
+    let task = TaskConfig::load(&args.task)?;
+    let store_dir = args.store.clone().unwrap_or_else(|| task.store.clone());
+    let store = Store::open(&store_dir)
+        .with_context(|| format!("opening the store of task {}", task.name))?;
+    let source = StoreWindows::new(store, &task)?;
+    let protocol = match &args.protocol {
+        Some(p) => Protocol::parse_cli(p)?,
+        None => task.protocol.clone(),
+    };
+    let info = source.info();
+    let subjects = labelled_subjects(&info.windows)?;
+    let n_labelled = info.windows.iter().filter(|w| w.label.is_some()).count();
+    if n_labelled == 0 {
+        bail!(
+            "task {}: no labelled window in {}",
+            task.name,
+            store_dir.display()
+        );
+    }
+    if !global.quiet {
+        eprintln!(
+            "{}: {} labelled windows ({} channels x {} samples at {} Hz), {} subjects, protocol {}",
+            task.name,
+            n_labelled,
+            info.n_channels,
+            info.window_len,
+            info.sfreq_hz,
+            subjects.len(),
+            protocol.name()
+        );
+    }
+    let ea_modes: Vec<bool> = match args.ea {
+        EaMode::Both => vec![false, true],
+        EaMode::On => vec![true],
+        EaMode::Off => vec![false],
+    };
+    let mut bp = BandPower::new(
+        info.n_channels,
+        info.window_len,
+        info.sfreq_hz,
+        task.bandpower.nperseg,
+    )?;
+    let mut methods = vec![LinearMethod {
+        name: "bandpower+logreg".into(),
+        kind: MethodKind::Baseline,
+        description: "log band power (delta, theta, alpha, beta, gamma per channel; Welch PSD) + L2 multinomial logistic regression".into(),
+        extractor: &mut bp,
+    }];
+    let pb = progress::bar(n_labelled as u64, "features", global.quiet);
+    let results = evaluate_linear(
+        &source,
+        &protocol,
+        &args.seeds,
+        &ea_modes,
+        &mut methods,
+        &task.probe,
+        &mut |stage, done, total| {
+            pb.set_length(total);
+            pb.set_position(done);
+            pb.set_message(stage.to_string());
+        },
+    )?;
+    pb.finish_and_clear();
+    let info = source.info();
+    let report = Report {
+        format_version: REPORT_FORMAT_VERSION,
+        task: task.name.clone(),
+        protocol: protocol.name(),
+        classes: info.classes.clone(),
+        n_windows: n_labelled,
+        n_channels: info.n_channels,
+        window_len: info.window_len,
+        sfreq_hz: info.sfreq_hz,
+        subjects,
+        seeds: args.seeds.clone(),
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        neurofm_version: env!("CARGO_PKG_VERSION").into(),
+        methods: results,
+    };
+    let files = report
+        .write_all(&args.out)
+        .with_context(|| format!("writing the report to {}", args.out.display()))?;
+    if !global.quiet {
+        for m in &report.methods {
+            let s = summarize(m, report.classes.len());
+            eprintln!(
+                "{:<24} balanced accuracy {:.3} ± {:.3} (chance {:.3})",
+                m.label(),
+                s.balanced_accuracy.mean,
+                s.balanced_accuracy.std,
+                s.chance_uniform
+            );
+        }
+        for f in files {
+            eprintln!("wrote {}", f.display());
+        }
+    }
+    Ok(())
+}
