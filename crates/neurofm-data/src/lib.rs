@@ -4,9 +4,9 @@
 //! See `docs/store-format.md` for the on-disk format and `docs/recipes.md` for recipes.
 
 pub mod calcium;
-pub mod fmri;
 pub mod dsp;
 pub mod error;
+pub mod fmri;
 pub mod recipe;
 pub mod steps;
 pub mod store;
