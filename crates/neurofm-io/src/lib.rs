@@ -4,7 +4,11 @@
 //! and "read this segment"; everything else is shared). [`open_raw`] picks the reader by file
 //! extension and, when nothing can read the file, says which readers it tried and why each refused.
 
+pub mod check;
+pub mod edf;
+pub mod edf_write;
 pub mod error;
+pub mod gdf;
 pub mod reader;
 
 pub use error::IoError;

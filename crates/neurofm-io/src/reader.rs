@@ -69,7 +69,23 @@ pub struct Format {
 }
 
 /// Every format, in the order they are tried.
-pub static FORMATS: &[Format] = &[];
+pub static FORMATS: &[Format] = &[
+    Format {
+        name: "edf",
+        extensions: &["edf"],
+        open: crate::edf::open_edf,
+    },
+    Format {
+        name: "bdf",
+        extensions: &["bdf"],
+        open: crate::edf::open_bdf,
+    },
+    Format {
+        name: "gdf",
+        extensions: &["gdf"],
+        open: crate::gdf::open_gdf,
+    },
+];
 
 fn matches_extension(path: &Path, ext: &str) -> bool {
     let name = path

@@ -29,11 +29,24 @@ pub struct Global {
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {}
+enum Command {
+    Ingest(cmd::ingest::Args),
+    Inspect(cmd::inspect::Args),
+    Merge(cmd::merge::Args),
+    Prepare(cmd::prepare::Args),
+    /// Generate synthetic multi-subject EEG with labelled motor-imagery-like trials into a store.
+    Synth(cmd::synth::Args),
+}
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let _g = &cli.global;
-    match cli.command {}
+    let g = &cli.global;
+    match cli.command {
+        Command::Ingest(a) => cmd::ingest::run(a, g),
+        Command::Inspect(a) => cmd::inspect::run(a, g),
+        Command::Merge(a) => cmd::merge::run(a, g),
+        Command::Prepare(a) => cmd::prepare::run(a, g),
+        Command::Synth(args) => cmd::synth::run(args, g),
+    }
 }
 
 fn main() -> ExitCode {
