@@ -50,6 +50,9 @@ def main():
 
     path = sys.argv[1]
     check_path = path + ".check.json"
+    for p in (path, check_path):
+        if not os.path.isfile(p):
+            fail(f"{p}: no such file (write it with `neurofm export --checkpoint DIR --out {path}`)")
     with open(check_path) as f:
         check = json.load(f)
     tensors = load_file(path)

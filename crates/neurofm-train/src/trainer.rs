@@ -352,8 +352,8 @@ impl<'a> Trainer<'a> {
             metrics.append(record)?;
             summary.losses.push((self.state.step, loss));
             let at_end = self.state.step == self.cfg.steps;
-            let periodic =
-                self.cfg.checkpoint_every > 0 && self.state.step % self.cfg.checkpoint_every == 0;
+            let periodic = self.cfg.checkpoint_every > 0
+                && self.state.step.is_multiple_of(self.cfg.checkpoint_every);
             if at_end || periodic {
                 summary.last_checkpoint = Some(self.save_checkpoint()?);
                 self.plot(&metrics)?;

@@ -306,7 +306,11 @@ fn export_writes_pytorch_names_metadata_config_and_a_checkable_forward() -> R {
         &m,
     )?;
     t.run(&mut |_| ControlFlow::Continue(()))?;
-    let out = dir.path().join("export").join("tiny.safetensors");
+    // CI sets NEUROFM_EXPORT_OUT to keep the export for scripts/check/export_numpy.py.
+    let out = match std::env::var_os("NEUROFM_EXPORT_OUT") {
+        Some(p) => std::path::PathBuf::from(p),
+        None => dir.path().join("export").join("tiny.safetensors"),
+    };
     let s = neurofm_train::export::export(&dir.path().join("step-2"), &out)?;
     assert_eq!(s.n_tensors, 4);
     assert_eq!(s.n_parameters, 2 * HIDDEN * PATCH + HIDDEN + PATCH);
