@@ -1,0 +1,159 @@
+//! Transformer building blocks shared by the models (names mirror timm's ViT modules:
+//! `norm1`, `attn.qkv`, `attn.proj`, `norm2`, `mlp.fc1`, `mlp.fc2`).
+
+use candle_core::{Module, Result, Tensor};
+use candle_nn::{Init, Linear, VarBuilder};
+
+use crate::ops;
+
+/// A linear layer `y = x W^T + b` with weight `[out, in]` (PyTorch layout), initialized
+/// like `nn.Linear` (uniform in ±1/sqrt(in)).
+pub fn linear(in_dim: usize, out_dim: usize, bias: bool, vb: VarBuilder) -> Result<Linear> {
+    let bound = 1.0 / (in_dim as f64).sqrt();
+    let init = Init::Uniform {
+        lo: -bound,
+        up: bound,
+    };
+    let w = vb.get_with_hints((out_dim, in_dim), "weight", init)?;
+    let b = if bias {
+        Some(vb.get_with_hints(out_dim, "bias", init)?)
+    } else {
+        None
+    };
+    Ok(Linear::new(w, b))
+}
+
+/// `nn.LayerNorm(dim, eps)`: weight (ones) and bias (zeros), with a real backward pass.
+#[derive(Debug, Clone)]
+pub struct LayerNorm {
+    weight: Tensor,
+    bias: Tensor,
+    eps: f64,
+}
+
+impl LayerNorm {
+    pub fn new(dim: usize, eps: f64, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            weight: vb.get_with_hints(dim, "weight", Init::Const(1.0))?,
+            bias: vb.get_with_hints(dim, "bias", Init::Const(0.0))?,
+            eps,
+        })
+    }
+}
+
+impl Module for LayerNorm {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        ops::layer_norm(x, &self.weight, &self.bias, self.eps)
+    }
+}
+
+/// Multi-head self-attention: `qkv` projection, scaled-dot-product attention with the fused
+/// differentiable softmax, output projection `proj`.
+#[derive(Debug, Clone)]
+pub struct Attention {
+    qkv: Linear,
+    proj: Linear,
+    n_heads: usize,
+    head_dim: usize,
+    causal: bool,
+}
+
+impl Attention {
+    pub fn new(
+        dim: usize,
+        n_heads: usize,
+        qkv_bias: bool,
+        causal: bool,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        if n_heads == 0 || dim % n_heads != 0 {
+            candle_core::bail!("attention: d_model {dim} is not divisible by n_heads {n_heads}");
+        }
+        Ok(Self {
+            qkv: linear(dim, 3 * dim, qkv_bias, vb.pp("qkv"))?,
+            proj: linear(dim, dim, true, vb.pp("proj"))?,
+            n_heads,
+            head_dim: dim / n_heads,
+            causal,
+        })
+    }
+}
+
+impl Module for Attention {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, l, d) = x.dims3()?;
+        let qkv = self
+            .qkv
+            .forward(x)?
+            .reshape((b, l, 3, self.n_heads, self.head_dim))?
+            .permute((2, 0, 3, 1, 4))?; // [3, B, H, L, Dh]
+        let q = qkv.get(0)?.contiguous()?;
+        let k = qkv.get(1)?.contiguous()?;
+        let v = qkv.get(2)?.contiguous()?;
+        let scores = q.matmul(&k.t()?)?; // [B, H, L, L]
+        let p = ops::scaled_softmax(&scores, 1.0 / (self.head_dim as f64).sqrt(), self.causal)?;
+        let out = p.matmul(&v)?; // [B, H, L, Dh]
+        let out = out.transpose(1, 2)?.reshape((b, l, d))?;
+        self.proj.forward(&out)
+    }
+}
+
+/// Two-layer MLP with exact (erf) GELU, as `nn.GELU()`.
+#[derive(Debug, Clone)]
+pub struct Mlp {
+    fc1: Linear,
+    fc2: Linear,
+}
+
+impl Mlp {
+    pub fn new(dim: usize, hidden: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            fc1: linear(dim, hidden, true, vb.pp("fc1"))?,
+            fc2: linear(hidden, dim, true, vb.pp("fc2"))?,
+        })
+    }
+}
+
+impl Module for Mlp {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.fc2.forward(&self.fc1.forward(x)?.gelu_erf()?)
+    }
+}
+
+/// Pre-norm transformer block: `x + attn(norm1(x))`, then `x + mlp(norm2(x))`.
+#[derive(Debug, Clone)]
+pub struct Block {
+    norm1: LayerNorm,
+    attn: Attention,
+    norm2: LayerNorm,
+    mlp: Mlp,
+}
+
+/// Shape of one transformer block.
+#[derive(Debug, Clone, Copy)]
+pub struct BlockSpec {
+    pub dim: usize,
+    pub n_heads: usize,
+    pub mlp_dim: usize,
+    pub qkv_bias: bool,
+    pub causal: bool,
+    pub eps: f64,
+}
+
+impl Block {
+    pub fn new(s: BlockSpec, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            norm1: LayerNorm::new(s.dim, s.eps, vb.pp("norm1"))?,
+            attn: Attention::new(s.dim, s.n_heads, s.qkv_bias, s.causal, vb.pp("attn"))?,
+            norm2: LayerNorm::new(s.dim, s.eps, vb.pp("norm2"))?,
+            mlp: Mlp::new(s.dim, s.mlp_dim, vb.pp("mlp"))?,
+        })
+    }
+}
+
+impl Module for Block {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let x = (x + self.attn.forward(&self.norm1.forward(x)?)?)?;
+        &x + self.mlp.forward(&self.norm2.forward(&x)?)?
+    }
+}

@@ -1,0 +1,510 @@
+//! Differentiable layer norm and (scaled, optionally causal) softmax.
+//!
+//! candle's fused `candle_nn::ops::{softmax_last_dim, layer_norm, rms_norm}` are applied with
+//! `apply_op*_no_bwd`: they drop out of the autograd graph and silently stop gradients.
+//! The ops here are candle `CustomOp`s with a real `bwd`:
+//! - on CPU the forward and the backward are fused kernels, vectorized over the last
+//!   dimension and parallel (rayon) over rows, in f32 and f64;
+//! - on any other device they fall back to a composition of primitive candle ops, all of
+//!   which have a backward pass.
+//!
+//! Every op is checked against finite differences in `tests/gradients.rs`.
+
+use candle_core::backend::BackendStorage;
+use candle_core::{
+    bail, CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor, D,
+};
+use rayon::prelude::*;
+
+/// The float types the CPU kernels run on.
+trait Real: Copy + Send + Sync + 'static {
+    fn zero() -> Self;
+    fn from_f64(v: f64) -> Self;
+    fn to_f64(self) -> f64;
+    fn exp(self) -> Self;
+    fn add(self, o: Self) -> Self;
+    fn sub(self, o: Self) -> Self;
+    fn mul(self, o: Self) -> Self;
+    fn div(self, o: Self) -> Self;
+    fn max(self, o: Self) -> Self;
+}
+
+macro_rules! impl_real {
+    ($t:ty) => {
+        impl Real for $t {
+            #[inline]
+            fn zero() -> Self {
+                0.0
+            }
+            #[inline]
+            fn from_f64(v: f64) -> Self {
+                v as $t
+            }
+            #[inline]
+            fn to_f64(self) -> f64 {
+                self as f64
+            }
+            #[inline]
+            fn exp(self) -> Self {
+                <$t>::exp(self)
+            }
+            #[inline]
+            fn add(self, o: Self) -> Self {
+                self + o
+            }
+            #[inline]
+            fn sub(self, o: Self) -> Self {
+                self - o
+            }
+            #[inline]
+            fn mul(self, o: Self) -> Self {
+                self * o
+            }
+            #[inline]
+            fn div(self, o: Self) -> Self {
+                self / o
+            }
+            #[inline]
+            fn max(self, o: Self) -> Self {
+                <$t>::max(self, o)
+            }
+        }
+    };
+}
+impl_real!(f32);
+impl_real!(f64);
+
+fn contiguous<'a, T>(s: &'a [T], l: &Layout, op: &str) -> Result<&'a [T]> {
+    match l.contiguous_offsets() {
+        Some((a, b)) => s.get(a..b).ok_or_else(|| {
+            candle_core::Error::Msg(format!("{op}: storage shorter than its layout"))
+        }),
+        None => bail!("{op}: input has to be contiguous"),
+    }
+}
+
+fn last_dim(shape: &Shape, op: &str) -> Result<usize> {
+    match shape.dims().last() {
+        Some(&d) if d > 0 => Ok(d),
+        _ => bail!("{op}: needs a non-empty last dimension, got {shape:?}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// softmax
+// ---------------------------------------------------------------------------------------
+
+/// `softmax(scale * x)` over the last dimension; with `causal`, row `q` of each `[L, L]`
+/// matrix only sees columns `0..=q` (the others get probability 0).
+#[derive(Debug, Clone, Copy)]
+struct ScaledSoftmax {
+    scale: f64,
+    causal: bool,
+}
+
+fn softmax_rows<T: Real>(src: &[T], n: usize, scale: f64, causal: bool) -> Vec<T> {
+    let mut dst = vec![T::zero(); src.len()];
+    let scale = T::from_f64(scale);
+    dst.par_chunks_mut(n)
+        .zip(src.par_chunks(n))
+        .enumerate()
+        .for_each(|(row, (d, s))| {
+            let lim = if causal { (row % n) + 1 } else { n };
+            let (d, s) = (&mut d[..lim], &s[..lim]);
+            let mut m = T::from_f64(f64::NEG_INFINITY);
+            for &v in s {
+                m = m.max(v.mul(scale));
+            }
+            let mut sum = T::zero();
+            for (o, &v) in d.iter_mut().zip(s) {
+                let e = v.mul(scale).sub(m).exp();
+                *o = e;
+                sum = sum.add(e);
+            }
+            for o in d.iter_mut() {
+                *o = o.div(sum);
+            }
+        });
+    dst
+}
+
+impl CustomOp1 for ScaledSoftmax {
+    fn name(&self) -> &'static str {
+        "neurofm-scaled-softmax"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let n = last_dim(l.shape(), self.name())?;
+        let out = match s {
+            CpuStorage::F32(v) => CpuStorage::F32(softmax_rows(
+                contiguous(v, l, self.name())?,
+                n,
+                self.scale,
+                self.causal,
+            )),
+            CpuStorage::F64(v) => CpuStorage::F64(softmax_rows(
+                contiguous(v, l, self.name())?,
+                n,
+                self.scale,
+                self.causal,
+            )),
+            other => bail!("{}: unsupported dtype {:?}", self.name(), other.dtype()),
+        };
+        Ok((out, l.shape().clone()))
+    }
+
+    fn bwd(&self, _arg: &Tensor, res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+        let g = grad_res.contiguous()?;
+        let y = res.contiguous()?;
+        Ok(Some(y.apply_op2(&g, SoftmaxBwd { scale: self.scale })?))
+    }
+}
+
+/// `dx = scale * y * (g - sum(g * y))` per row (masked entries have y = 0, so dx = 0).
+#[derive(Debug, Clone, Copy)]
+struct SoftmaxBwd {
+    scale: f64,
+}
+
+fn softmax_bwd_rows<T: Real>(y: &[T], g: &[T], n: usize, scale: f64) -> Vec<T> {
+    let mut dx = vec![T::zero(); y.len()];
+    let scale = T::from_f64(scale);
+    dx.par_chunks_mut(n)
+        .zip(y.par_chunks(n).zip(g.par_chunks(n)))
+        .for_each(|(d, (y, g))| {
+            let mut dot = T::zero();
+            for (&a, &b) in y.iter().zip(g) {
+                dot = dot.add(a.mul(b));
+            }
+            for ((o, &a), &b) in d.iter_mut().zip(y).zip(g) {
+                *o = scale.mul(a).mul(b.sub(dot));
+            }
+        });
+    dx
+}
+
+impl CustomOp2 for SoftmaxBwd {
+    fn name(&self) -> &'static str {
+        "neurofm-scaled-softmax-bwd"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let n = last_dim(l1.shape(), self.name())?;
+        if l1.shape() != l2.shape() {
+            bail!(
+                "{}: shape mismatch {:?} {:?}",
+                self.name(),
+                l1.shape(),
+                l2.shape()
+            );
+        }
+        let out = match (s1, s2) {
+            (CpuStorage::F32(y), CpuStorage::F32(g)) => CpuStorage::F32(softmax_bwd_rows(
+                contiguous(y, l1, self.name())?,
+                contiguous(g, l2, self.name())?,
+                n,
+                self.scale,
+            )),
+            (CpuStorage::F64(y), CpuStorage::F64(g)) => CpuStorage::F64(softmax_bwd_rows(
+                contiguous(y, l1, self.name())?,
+                contiguous(g, l2, self.name())?,
+                n,
+                self.scale,
+            )),
+            (a, b) => bail!(
+                "{}: unsupported dtypes {:?} {:?}",
+                self.name(),
+                a.dtype(),
+                b.dtype()
+            ),
+        };
+        Ok((out, l1.shape().clone()))
+    }
+}
+
+/// `softmax(x)` over the last dimension, with a backward pass.
+pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
+    scaled_softmax(x, 1.0, false)
+}
+
+/// `softmax(scale * x)` over the last dimension, with a backward pass. With `causal`, the
+/// last two dimensions must be square `[L, L]` and entry `(q, k)` is masked for `k > q`.
+pub fn scaled_softmax(x: &Tensor, scale: f64, causal: bool) -> Result<Tensor> {
+    if causal {
+        let dims = x.dims();
+        if dims.len() < 2 || dims[dims.len() - 1] != dims[dims.len() - 2] {
+            bail!(
+                "causal softmax needs square [.., L, L] scores, got {:?}",
+                x.shape()
+            );
+        }
+    }
+    if x.device().is_cpu() {
+        let x = x.contiguous()?;
+        x.apply_op1(ScaledSoftmax { scale, causal })
+    } else {
+        scaled_softmax_composed(x, scale, causal)
+    }
+}
+
+/// The same softmax as a composition of primitive ops (used off-CPU, and as a reference).
+pub fn scaled_softmax_composed(x: &Tensor, scale: f64, causal: bool) -> Result<Tensor> {
+    let mut x = (x * scale)?;
+    if causal {
+        let l = x.dim(D::Minus1)?;
+        let mask: Vec<f32> = (0..l * l)
+            .map(|i| {
+                if i % l > i / l {
+                    f32::NEG_INFINITY
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let mask = Tensor::from_vec(mask, (l, l), x.device())?.to_dtype(x.dtype())?;
+        x = x.broadcast_add(&mask)?;
+    }
+    let max = x.max_keepdim(D::Minus1)?.detach();
+    let e = x.broadcast_sub(&max)?.exp()?;
+    let s = e.sum_keepdim(D::Minus1)?;
+    e.broadcast_div(&s)
+}
+
+/// `log_softmax(x)` over the last dimension (a composition of primitive ops).
+pub fn log_softmax_last_dim(x: &Tensor) -> Result<Tensor> {
+    let max = x.max_keepdim(D::Minus1)?.detach();
+    let d = x.broadcast_sub(&max)?;
+    let lse = d.exp()?.sum_keepdim(D::Minus1)?.log()?;
+    d.broadcast_sub(&lse)
+}
+
+// ---------------------------------------------------------------------------------------
+// layer norm
+// ---------------------------------------------------------------------------------------
+
+/// `y = (x - mean) / sqrt(var + eps) * w + b` over the last dimension (biased variance, as
+/// PyTorch's `nn.LayerNorm`).
+#[derive(Debug, Clone, Copy)]
+struct LayerNormOp {
+    eps: f64,
+}
+
+#[inline]
+fn row_stats<T: Real>(x: &[T], eps: f64) -> (T, T) {
+    let n = x.len() as f64;
+    let mut s = 0.0f64;
+    for &v in x {
+        s += v.to_f64();
+    }
+    let mean = s / n;
+    let mut ss = 0.0f64;
+    for &v in x {
+        let d = v.to_f64() - mean;
+        ss += d * d;
+    }
+    let rstd = 1.0 / (ss / n + eps).sqrt();
+    (T::from_f64(mean), T::from_f64(rstd))
+}
+
+fn layer_norm_rows<T: Real>(x: &[T], w: &[T], b: &[T], eps: f64) -> Vec<T> {
+    let n = w.len();
+    let mut y = vec![T::zero(); x.len()];
+    y.par_chunks_mut(n).zip(x.par_chunks(n)).for_each(|(y, x)| {
+        let (mean, rstd) = row_stats(x, eps);
+        for (((o, &v), &w), &b) in y.iter_mut().zip(x).zip(w).zip(b) {
+            *o = v.sub(mean).mul(rstd).mul(w).add(b);
+        }
+    });
+    y
+}
+
+impl CustomOp3 for LayerNormOp {
+    fn name(&self) -> &'static str {
+        "neurofm-layer-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let n = last_dim(l1.shape(), self.name())?;
+        if l2.shape().dims() != [n] || l3.shape().dims() != [n] {
+            bail!(
+                "{}: weight/bias must be [{n}], got {:?} {:?}",
+                self.name(),
+                l2.shape(),
+                l3.shape()
+            );
+        }
+        let name = self.name();
+        let out = match (s1, s2, s3) {
+            (CpuStorage::F32(x), CpuStorage::F32(w), CpuStorage::F32(b)) => {
+                CpuStorage::F32(layer_norm_rows(
+                    contiguous(x, l1, name)?,
+                    contiguous(w, l2, name)?,
+                    contiguous(b, l3, name)?,
+                    self.eps,
+                ))
+            }
+            (CpuStorage::F64(x), CpuStorage::F64(w), CpuStorage::F64(b)) => {
+                CpuStorage::F64(layer_norm_rows(
+                    contiguous(x, l1, name)?,
+                    contiguous(w, l2, name)?,
+                    contiguous(b, l3, name)?,
+                    self.eps,
+                ))
+            }
+            (a, _, _) => bail!("{name}: unsupported dtype {:?}", a.dtype()),
+        };
+        Ok((out, l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _b: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let n = w.dim(0)?;
+        let rows = x.elem_count() / n;
+        let g = grad_res.contiguous()?;
+        // One fused kernel returns [rows + 2, n]: dx rows, then dw, then db.
+        let all = x.apply_op3(w, &g, LayerNormBwd { eps: self.eps })?;
+        let dx = all.narrow(0, 0, rows)?.reshape(x.shape())?;
+        let dw = all.narrow(0, rows, 1)?.reshape(n)?;
+        let db = all.narrow(0, rows + 1, 1)?.reshape(n)?;
+        Ok((Some(dx), Some(dw), Some(db)))
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct LayerNormBwd {
+    eps: f64,
+}
+
+fn layer_norm_bwd_rows<T: Real>(x: &[T], w: &[T], g: &[T], eps: f64) -> Vec<T> {
+    let n = w.len();
+    let rows = x.len() / n;
+    let mut out = vec![T::zero(); (rows + 2) * n];
+    let (dx, dwdb) = out.split_at_mut(rows * n);
+    let inv_n = T::from_f64(1.0 / n as f64);
+    let (dw_acc, db_acc) = dx
+        .par_chunks_mut(n)
+        .zip(x.par_chunks(n).zip(g.par_chunks(n)))
+        .fold(
+            || (vec![0.0f64; n], vec![0.0f64; n]),
+            |(mut dw, mut db), (dx, (x, g))| {
+                let (mean, rstd) = row_stats(x, eps);
+                let mut sum_gw = T::zero();
+                let mut sum_gwx = T::zero();
+                for (((&xv, &gv), &wv), (dwv, dbv)) in
+                    x.iter().zip(g).zip(w).zip(dw.iter_mut().zip(db.iter_mut()))
+                {
+                    let xhat = xv.sub(mean).mul(rstd);
+                    let gw = gv.mul(wv);
+                    sum_gw = sum_gw.add(gw);
+                    sum_gwx = sum_gwx.add(gw.mul(xhat));
+                    *dwv += gv.mul(xhat).to_f64();
+                    *dbv += gv.to_f64();
+                }
+                let m_gw = sum_gw.mul(inv_n);
+                let m_gwx = sum_gwx.mul(inv_n);
+                for (((o, &xv), &gv), &wv) in dx.iter_mut().zip(x).zip(g).zip(w) {
+                    let xhat = xv.sub(mean).mul(rstd);
+                    *o = rstd.mul(gv.mul(wv).sub(m_gw).sub(xhat.mul(m_gwx)));
+                }
+                (dw, db)
+            },
+        )
+        .reduce(
+            || (vec![0.0f64; n], vec![0.0f64; n]),
+            |(mut a, mut b), (c, d)| {
+                a.iter_mut().zip(&c).for_each(|(a, c)| *a += c);
+                b.iter_mut().zip(&d).for_each(|(b, d)| *b += d);
+                (a, b)
+            },
+        );
+    let (dw, db) = dwdb.split_at_mut(n);
+    dw.iter_mut()
+        .zip(&dw_acc)
+        .for_each(|(o, &v)| *o = T::from_f64(v));
+    db.iter_mut()
+        .zip(&db_acc)
+        .for_each(|(o, &v)| *o = T::from_f64(v));
+    out
+}
+
+impl CustomOp3 for LayerNormBwd {
+    fn name(&self) -> &'static str {
+        "neurofm-layer-norm-bwd"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let n = last_dim(l1.shape(), self.name())?;
+        let rows = l1.shape().elem_count() / n;
+        if l2.shape().dims() != [n] || l3.shape() != l1.shape() {
+            bail!("{}: shape mismatch", self.name());
+        }
+        let name = self.name();
+        let out = match (s1, s2, s3) {
+            (CpuStorage::F32(x), CpuStorage::F32(w), CpuStorage::F32(g)) => {
+                CpuStorage::F32(layer_norm_bwd_rows(
+                    contiguous(x, l1, name)?,
+                    contiguous(w, l2, name)?,
+                    contiguous(g, l3, name)?,
+                    self.eps,
+                ))
+            }
+            (CpuStorage::F64(x), CpuStorage::F64(w), CpuStorage::F64(g)) => {
+                CpuStorage::F64(layer_norm_bwd_rows(
+                    contiguous(x, l1, name)?,
+                    contiguous(w, l2, name)?,
+                    contiguous(g, l3, name)?,
+                    self.eps,
+                ))
+            }
+            (a, _, _) => bail!("{name}: unsupported dtype {:?}", a.dtype()),
+        };
+        Ok((out, Shape::from((rows + 2, n))))
+    }
+}
+
+/// Layer norm over the last dimension with a backward pass for `x`, `w` and `b`.
+pub fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> Result<Tensor> {
+    if x.device().is_cpu() {
+        let x = x.contiguous()?;
+        x.apply_op3(w, b, LayerNormOp { eps })
+    } else {
+        layer_norm_composed(x, w, b, eps)
+    }
+}
+
+/// The same layer norm as a composition of primitive ops (used off-CPU, and as a reference).
+pub fn layer_norm_composed(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> Result<Tensor> {
+    let mean = x.mean_keepdim(D::Minus1)?;
+    let xc = x.broadcast_sub(&mean)?;
+    let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
+    let xhat = xc.broadcast_div(&(var + eps)?.sqrt()?)?;
+    xhat.broadcast_mul(w)?.broadcast_add(b)
+}
