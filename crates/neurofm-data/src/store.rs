@@ -219,10 +219,28 @@ pub struct MergeReport {
 }
 
 /// An opened store.
+///
+/// Writing methods take the store's writer lock on first use and keep it until the `Store` is
+/// dropped. By default every `add` rewrites the manifest; [`Store::set_commit_every`] batches
+/// manifest rewrites for large ingests (recordings not yet committed when a writer is killed are
+/// simply absent, and a re-run adds them again).
 #[derive(Debug)]
 pub struct Store {
     root: PathBuf,
     manifest: Manifest,
+    writer_lock: Option<File>,
+    pending: usize,
+    commit_every: usize,
+    commit_interval: std::time::Duration,
+    last_commit: std::time::Instant,
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        if self.pending > 0 {
+            let _ = self.write_manifest();
+        }
+    }
 }
 
 impl Store {
@@ -240,16 +258,16 @@ impl Store {
             }
         }
         fs::create_dir_all(dir.join(DATA_DIR)).map_err(io_err(dir))?;
-        let store = Store {
-            root: dir.to_path_buf(),
-            manifest: Manifest {
+        let mut store = Store::from_manifest(
+            dir,
+            Manifest {
                 format: FORMAT_NAME.into(),
                 format_version: FORMAT_VERSION,
                 written_by: writer_name(),
                 recordings: Vec::new(),
                 graphs: Vec::new(),
             },
-        };
+        );
         store.write_manifest()?;
         Ok(store)
     }
@@ -277,21 +295,27 @@ impl Store {
             }
             Err(e) => return Err(io_err(&mpath)(e)),
         };
-        // Check format and version before the full parse so a newer store gets the right error.
-        let head: Value =
-            serde_json::from_slice(&bytes).map_err(|source| StoreError::Manifest {
-                path: mpath.clone(),
-                source,
-            })?;
-        if head.get("format").and_then(Value::as_str) != Some(FORMAT_NAME) {
+        // Check format and version before the full parse so a newer store gets the right error
+        // (this pass skips every other value without allocating).
+        #[derive(Deserialize)]
+        struct Head {
+            #[serde(default)]
+            format: Option<String>,
+            #[serde(default)]
+            format_version: Option<u64>,
+        }
+        let head: Head = serde_json::from_slice(&bytes).map_err(|source| StoreError::Manifest {
+            path: mpath.clone(),
+            source,
+        })?;
+        if head.format.as_deref() != Some(FORMAT_NAME) {
             return Err(StoreError::NotAStore {
                 path: dir.to_path_buf(),
                 reason: format!("{MANIFEST} does not say \"format\": \"{FORMAT_NAME}\""),
             });
         }
         let found = head
-            .get("format_version")
-            .and_then(Value::as_u64)
+            .format_version
             .ok_or_else(|| StoreError::ManifestField {
                 path: mpath.clone(),
                 field: "format_version".into(),
@@ -305,16 +329,51 @@ impl Store {
             });
         }
         let manifest: Manifest =
-            serde_json::from_value(head).map_err(|source| StoreError::Manifest {
+            serde_json::from_slice(&bytes).map_err(|source| StoreError::Manifest {
                 path: mpath.clone(),
                 source,
             })?;
-        let store = Store {
-            root: dir.to_path_buf(),
-            manifest,
-        };
+        let store = Store::from_manifest(dir, manifest);
         store.validate_manifest()?;
         Ok(store)
+    }
+
+    fn from_manifest(dir: &Path, manifest: Manifest) -> Store {
+        Store {
+            root: dir.to_path_buf(),
+            manifest,
+            writer_lock: None,
+            pending: 0,
+            commit_every: 1,
+            commit_interval: std::time::Duration::ZERO,
+            last_commit: std::time::Instant::now(),
+        }
+    }
+
+    /// Rewrite the manifest only every `n` added recordings or when `interval` has passed since
+    /// the last rewrite (whichever comes first), and on [`Store::commit`] / drop. `n = 1` (the
+    /// default) commits every recording.
+    pub fn set_commit_every(&mut self, n: usize, interval: std::time::Duration) {
+        self.commit_every = n.max(1);
+        self.commit_interval = interval;
+    }
+
+    /// Writes the manifest if recordings were added since the last write.
+    pub fn commit(&mut self) -> Result<(), StoreError> {
+        if self.pending > 0 {
+            self.write_manifest()?;
+        }
+        Ok(())
+    }
+
+    /// Takes the writer lock (once) and re-reads the manifest under it.
+    fn ensure_writer(&mut self) -> Result<(), StoreError> {
+        if self.writer_lock.is_none() {
+            let lock = self.lock()?;
+            self.reload()?;
+            self.writer_lock = Some(lock);
+        }
+        Ok(())
     }
 
     /// Opens `dir` if it is a store, creates it if it does not exist or is empty.
@@ -452,7 +511,10 @@ impl Store {
             .open(&p)
             .map_err(io_err(&p))?;
         match f.try_lock() {
-            Ok(()) => Ok(f),
+            Ok(()) => {
+                self.remove_stale_temp_files();
+                Ok(f)
+            }
             Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Locked {
                 path: self.root.clone(),
             }),
@@ -460,10 +522,28 @@ impl Store {
         }
     }
 
+    /// Removes temporary files left by a writer that was killed (we hold the lock, so no live
+    /// writer owns them).
+    fn remove_stale_temp_files(&self) {
+        for dir in [
+            self.root.clone(),
+            self.root.join(DATA_DIR),
+            self.root.join(GRAPH_DIR),
+        ] {
+            let Ok(rd) = fs::read_dir(&dir) else { continue };
+            for ent in rd.flatten() {
+                let name = ent.file_name().to_string_lossy().to_string();
+                if name.starts_with('.') && name.contains(".tmp-") {
+                    let _ = fs::remove_file(ent.path());
+                }
+            }
+        }
+    }
+
     /// Re-reads the manifest from disk (another writer may have appended since we opened).
     fn reload(&mut self) -> Result<(), StoreError> {
-        let fresh = Store::open(&self.root)?;
-        self.manifest = fresh.manifest;
+        let mut fresh = Store::open(&self.root)?;
+        std::mem::swap(&mut self.manifest, &mut fresh.manifest);
         Ok(())
     }
 
@@ -503,8 +583,7 @@ impl Store {
         new: NewEntry,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<String, StoreError> {
-        let _lock = self.lock()?;
-        self.reload()?;
+        self.ensure_writer()?;
         let info = src.info().clone();
         let n_times = src.n_times();
         let geometry = src.volume_geometry();
@@ -578,9 +657,13 @@ impl Store {
             affine: geometry.map(|(_, a)| a),
             extras: new.extras.iter().map(|x| x.name.clone()).collect(),
         });
-        if let Err(e) = self.write_manifest() {
-            self.manifest.recordings.pop();
-            return Err(e);
+        self.pending += 1;
+        if self.pending >= self.commit_every || self.last_commit.elapsed() >= self.commit_interval {
+            if let Err(e) = self.write_manifest() {
+                self.manifest.recordings.pop();
+                self.pending -= 1;
+                return Err(e);
+            }
         }
         Ok(id)
     }
@@ -599,8 +682,7 @@ impl Store {
                 reason: format!("graph name `{name}` must be [A-Za-z0-9._-]+"),
             });
         }
-        let _lock = self.lock()?;
-        self.reload()?;
+        self.ensure_writer()?;
         let dir = self.root.join(GRAPH_DIR);
         fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         let rel = format!("{GRAPH_DIR}/{name}.safetensors");
@@ -650,14 +732,21 @@ impl Store {
         Ok(data.into_owned())
     }
 
-    fn write_manifest(&self) -> Result<(), StoreError> {
+    fn write_manifest(&mut self) -> Result<(), StoreError> {
+        self.write_manifest_file()?;
+        self.pending = 0;
+        self.last_commit = std::time::Instant::now();
+        Ok(())
+    }
+
+    fn write_manifest_file(&self) -> Result<(), StoreError> {
         let path = self.root.join(MANIFEST);
         let tmp = self
             .root
             .join(format!(".{MANIFEST}.tmp-{}", std::process::id()));
         let mut m = self.manifest.clone();
         m.written_by = writer_name();
-        let bytes = serde_json::to_vec_pretty(&m).map_err(|source| StoreError::Manifest {
+        let bytes = serde_json::to_vec(&m).map_err(|source| StoreError::Manifest {
             path: path.clone(),
             source,
         })?;
@@ -1405,6 +1494,38 @@ mod tests {
         fs::remove_file(&p).unwrap();
         let e = s.view(&id).unwrap_err();
         assert!(e.to_string().contains("cannot open"), "{e}");
+    }
+
+    #[test]
+    fn second_writer_is_refused_while_the_first_holds_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = Store::create(dir.path()).unwrap();
+        a.add(&rec("01", "1", 1, 3), NewEntry::default()).unwrap();
+        let mut b = Store::open(dir.path()).unwrap();
+        let e = b
+            .add(&rec("02", "1", 1, 3), NewEntry::default())
+            .unwrap_err();
+        assert!(matches!(e, StoreError::Locked { .. }), "{e}");
+        drop(a);
+        b.add(&rec("02", "1", 1, 3), NewEntry::default()).unwrap();
+        assert_eq!(Store::open(dir.path()).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn batched_commits_reach_disk_on_commit_and_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::create(dir.path()).unwrap();
+        s.set_commit_every(10, std::time::Duration::from_secs(3600));
+        for k in 0..3 {
+            s.add(&rec(&format!("{k}"), "1", 1, 3), NewEntry::default())
+                .unwrap();
+        }
+        assert_eq!(Store::open(dir.path()).unwrap().len(), 0);
+        s.commit().unwrap();
+        assert_eq!(Store::open(dir.path()).unwrap().len(), 3);
+        s.add(&rec("9", "1", 1, 3), NewEntry::default()).unwrap();
+        drop(s);
+        assert_eq!(Store::open(dir.path()).unwrap().len(), 4);
     }
 
     #[test]

@@ -29,11 +29,19 @@ pub struct Global {
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {}
+enum Command {
+    Ingest(cmd::ingest::Args),
+    Inspect(cmd::inspect::Args),
+    Merge(cmd::merge::Args),
+}
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let _g = &cli.global;
-    match cli.command {}
+    let g = &cli.global;
+    match cli.command {
+        Command::Ingest(a) => cmd::ingest::run(a, g),
+        Command::Inspect(a) => cmd::inspect::run(a, g),
+        Command::Merge(a) => cmd::merge::run(a, g),
+    }
 }
 
 fn main() -> ExitCode {

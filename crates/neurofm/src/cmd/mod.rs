@@ -1,1 +1,5 @@
 //! One module per subcommand: each has an `Args` (clap) and a `run(args, global)`.
+
+pub mod ingest;
+pub mod inspect;
+pub mod merge;
