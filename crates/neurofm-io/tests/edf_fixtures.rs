@@ -328,7 +328,7 @@ fn mixed_rates_are_upsampled_like_mne() {
     }
     // stim channel at half rate: each sample held for two output samples
     assert_eq!(&data[16..24], &[3.0, 3.0, 0.0, 0.0, 4.0, 4.0, 0.0, 0.0]);
-    assert_eq!(stim_events(&data[16..24]), vec![(4, 4)]);
+    assert_eq!(stim_events(&data[16..24]), vec![(4, 0, 4)]);
     assert_conforms(&p);
 }
 
@@ -371,6 +371,18 @@ fn bdf_24bit_and_status() {
         &[0.0, 0x10000 as f32, 1.0, 0.0, 0x10002 as f32, 1.0]
     );
     assert_conforms(&p);
+}
+
+#[test]
+fn stim_events_follow_mne_find_events() {
+    // by hand from mne/event.py `_find_events` (consecutive="increasing"):
+    // 0 -> 3 onset, 3 -> 5 onset (larger), 5 -> 2 neither, 2 -> 0 offset
+    let x = [0.0, 3.0, 3.0, 5.0, 2.0, 0.0, 0.0, 1.0];
+    assert_eq!(stim_events(&x), vec![(1, 0, 3), (3, 3, 5), (7, 0, 1)]);
+    // a non-zero first sample is no event (initial_event=False); negatives use |value|
+    assert_eq!(stim_events(&[4.0, 0.0, -2.0, 0.0]), vec![(2, 0, 2)]);
+    assert!(stim_events(&[0.0, 0.0]).is_empty());
+    assert!(stim_events(&[]).is_empty());
 }
 
 #[test]

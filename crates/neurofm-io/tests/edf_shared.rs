@@ -7,6 +7,8 @@
 use std::path::{Path, PathBuf};
 
 use neurofm_io::check::check_reader;
+use neurofm_io::edf::stim_events;
+use neurofm_io::open_raw;
 
 fn shared() -> Option<PathBuf> {
     let dir = std::env::var_os("NEUROFM_SHARED")
@@ -57,4 +59,56 @@ fn real_edf_bdf_gdf_files_conform() {
         n += 1;
     }
     assert!(n >= 10, "only {n} files found under {}", dir.display());
+}
+
+#[test]
+fn bdf_status_events_match_mne() {
+    let Some(dir) = shared() else { return };
+    let p = dir.join("data/formats/mne-testing-data/BDF/test_bdf_stim_channel.bdf");
+    let mut r = open_raw(&p).unwrap();
+    let rec = r.read_all().unwrap();
+    let i = rec.info.channel_index("Status").unwrap();
+    let ev = stim_events(rec.signal.channel(i).unwrap());
+    // mne.find_events(mne.io.read_raw_bdf(p, preload=True), shortest_event=1), MNE 1.13.2
+    let mne = [
+        (242, 4),
+        (310, 2),
+        (952, 1),
+        (1606, 1),
+        (2249, 1),
+        (2900, 1),
+        (3537, 1),
+        (4162, 1),
+        (4790, 1),
+    ];
+    let got: Vec<(usize, i64)> = ev.iter().map(|e| (e.0, e.2)).collect();
+    assert_eq!(got, mne);
+}
+
+#[test]
+fn edf_status_events_match_mne() {
+    let Some(dir) = shared() else { return };
+    let p = dir.join("data/formats/mne-testing-data/EDF/test_reduced.edf");
+    let mut r = open_raw(&p).unwrap();
+    let rec = r.read_all().unwrap();
+    let i = rec.info.channel_index("Status").unwrap();
+    let ev = stim_events(rec.signal.channel(i).unwrap());
+    // mne.find_events(mne.io.read_raw_edf(p, preload=True), shortest_event=1), MNE 1.13.2
+    let mne = [
+        (512, 4096),
+        (1603, 4100),
+        (1624, 4096),
+        (1859, 4100),
+        (1881, 4096),
+        (2116, 4100),
+        (2137, 4096),
+        (2372, 4100),
+        (2393, 4096),
+        (2628, 4100),
+        (2649, 4096),
+        (2884, 4100),
+        (2906, 4096),
+    ];
+    let got: Vec<(usize, i64)> = ev.iter().map(|e| (e.0, e.2)).collect();
+    assert_eq!(got, mne);
 }
