@@ -5,6 +5,7 @@
 
 pub mod channels;
 pub mod error;
+pub mod neurons;
 pub mod recording;
 
 pub use error::CoreError;

@@ -246,18 +246,14 @@ impl Drop for Store {
 impl Store {
     /// Creates an empty store at `dir`. Fails if `dir` exists and is not empty.
     pub fn create(dir: &Path) -> Result<Store, StoreError> {
-        if dir.exists() {
-            let mut it = fs::read_dir(dir).map_err(io_err(dir))?;
-            if it.next().is_some() {
-                return Err(StoreError::NotAStore {
-                    path: dir.to_path_buf(),
-                    reason:
-                        "the directory exists and is not empty (refusing to create a store in it)"
-                            .into(),
-                });
-            }
+        if dir.exists() && !only_leftovers(dir).map_err(io_err(dir))? {
+            return Err(StoreError::NotAStore {
+                path: dir.to_path_buf(),
+                reason: "the directory exists and is not empty (refusing to create a store in it)"
+                    .into(),
+            });
         }
-        fs::create_dir_all(dir.join(DATA_DIR)).map_err(io_err(dir))?;
+        fs::create_dir_all(dir).map_err(io_err(dir))?;
         let mut store = Store::from_manifest(
             dir,
             Manifest {
@@ -269,6 +265,7 @@ impl Store {
             },
         );
         store.write_manifest()?;
+        fs::create_dir_all(dir.join(DATA_DIR)).map_err(io_err(dir))?;
         Ok(store)
     }
 
@@ -958,6 +955,24 @@ fn base_id(info: &Info) -> String {
     } else {
         sanitize(&stem)
     }
+}
+
+/// True when `dir` holds nothing but what a writer killed while creating the store can leave:
+/// the lock file, temporary files, and an empty `data/` directory.
+fn only_leftovers(dir: &Path) -> std::io::Result<bool> {
+    for ent in fs::read_dir(dir)? {
+        let ent = ent?;
+        let name = ent.file_name().to_string_lossy().to_string();
+        let ok = name == LOCK
+            || (name.starts_with('.') && name.contains(".tmp-"))
+            || (name == DATA_DIR
+                && ent.path().is_dir()
+                && fs::read_dir(ent.path())?.next().is_none());
+        if !ok {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 fn sync_dir(dir: &Path) -> Result<(), StoreError> {

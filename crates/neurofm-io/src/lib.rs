@@ -6,8 +6,19 @@
 
 pub mod check;
 pub mod edf;
+pub mod edf_write;
 pub mod error;
 pub mod gdf;
+pub mod bids;
+pub mod brainvision;
+pub mod celegans;
+mod channel_names;
+pub mod csv_series;
+pub mod eeglab;
+pub mod fif;
+pub mod mat;
+pub mod nifti;
+pub mod npy;
 pub mod reader;
 
 pub use error::IoError;

@@ -85,6 +85,26 @@ pub static FORMATS: &[Format] = &[
         extensions: &["gdf"],
         open: crate::gdf::open_gdf,
     },
+    Format {
+        name: crate::brainvision::NAME,
+        extensions: &["vhdr", "ahdr"],
+        open: crate::brainvision::open,
+    },
+    Format {
+        name: crate::eeglab::NAME,
+        extensions: &["set"],
+        open: crate::eeglab::open,
+    },
+    Format {
+        name: crate::fif::NAME,
+        extensions: &["fif", "fif.gz"],
+        open: crate::fif::open,
+    },
+    Format {
+        name: crate::nifti::READER_NAME,
+        extensions: &["nii", "nii.gz"],
+        open: crate::nifti::open_boxed,
+    },
 ];
 
 fn matches_extension(path: &Path, ext: &str) -> bool {

@@ -33,6 +33,8 @@ enum Command {
     Ingest(cmd::ingest::Args),
     Inspect(cmd::inspect::Args),
     Merge(cmd::merge::Args),
+    /// Generate synthetic multi-subject EEG with labelled motor-imagery-like trials into a store.
+    Synth(cmd::synth::Args),
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -41,6 +43,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ingest(a) => cmd::ingest::run(a, g),
         Command::Inspect(a) => cmd::inspect::run(a, g),
         Command::Merge(a) => cmd::merge::run(a, g),
+        Command::Synth(args) => cmd::synth::run(args, g),
     }
 }
 

@@ -52,6 +52,10 @@ pub struct Args {
     /// Store a recording even when its (subject, session, task, run) is already in the store.
     #[arg(long)]
     pub allow_duplicates: bool,
+    /// Rewrite the manifest after at most N new recordings (and at least every 5 s). A killed
+    /// ingest loses at most that much work, which the next run redoes.
+    #[arg(long, value_name = "N", default_value_t = 32)]
+    pub commit_every: usize,
     /// List what would be ingested and exit.
     #[arg(long)]
     pub dry_run: bool,
@@ -148,9 +152,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
     }
     let mut store = Store::open_or_create(&args.out)
         .with_context(|| format!("opening store {}", args.out.display()))?;
-    // Rewrite the manifest at most every 5 s (or 32 files): a kill loses at most that much work,
-    // which the next run redoes (sources are matched by sha256).
-    store.set_commit_every(32, std::time::Duration::from_secs(5));
+    store.set_commit_every(args.commit_every, std::time::Duration::from_secs(5));
     let files_bar = progress::bar(files.len() as u64, "ingest", global.quiet);
     let (mut added, mut skipped, mut duplicates) = (0usize, 0usize, 0usize);
     for file in &files {

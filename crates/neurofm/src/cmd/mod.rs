@@ -3,3 +3,4 @@
 pub mod ingest;
 pub mod inspect;
 pub mod merge;
+pub mod synth;
