@@ -8,7 +8,8 @@
 # (page cache warm for everyone). Python tools are timed in-process (interpreter start and
 # imports excluded); neurofm is timed as a subprocess (process start included).
 #
-# Usage: scripts/bench/ingest_eegmat.sh   (NEUROFM_SHARED overrides ../shared)
+# Usage: scripts/bench/ingest_eegmat.sh   (NEUROFM_SHARED overrides ../shared; INGEST=0 leaves
+# out `neurofm ingest`, which needs a release build of the whole CLI)
 # Creates scripts/.venv (gitignored) and pip-installs mne==1.13.2 pyedflib==0.1.42 numpy scipy.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -20,13 +21,14 @@ if [ ! -x "$VENV/bin/python" ]; then python3 -m venv "$VENV"; fi
 "$VENV/bin/pip" install -q mne==1.13.2 pyedflib==0.1.42 numpy scipy
 cd "$ROOT"
 cargo build --release -q -p neurofm-io --example read_all
-cargo build --release -q -p neurofm
+INGEST=${INGEST:-1}
+if [ "$INGEST" = 1 ]; then cargo build --release -q -p neurofm; fi
 echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores"
-"$VENV/bin/python" - "$DATA" "$REPEATS" "$ROOT/target/release" <<'PY'
+"$VENV/bin/python" - "$DATA" "$REPEATS" "$ROOT/target/release" "$INGEST" <<'PY'
 import glob, os, shutil, statistics, subprocess, sys, tempfile, time
 import mne, numpy as np, pyedflib
 
-data, repeats, rel = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+data, repeats, rel, ingest = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4] == "1"
 files = sorted(glob.glob(os.path.join(data, "Subject*.edf")))
 assert len(files) == 28, f"expected 28 EEGMAT files, found {len(files)}"
 mb = sum(os.path.getsize(f) for f in files) / 1e6
@@ -57,8 +59,10 @@ def pyedflib_read():
         finally:
             r.close()
 
-tools = [("neurofm read_all", neurofm_read_all), ("neurofm ingest", neurofm_ingest),
-         ("MNE read_raw_edf", mne_read), ("pyedflib", pyedflib_read)]
+tools = [("neurofm read_all", neurofm_read_all)]
+if ingest:
+    tools.append(("neurofm ingest", neurofm_ingest))
+tools += [("MNE read_raw_edf", mne_read), ("pyedflib", pyedflib_read)]
 res = {}
 for name, fn in tools:
     fn()  # warm-up
