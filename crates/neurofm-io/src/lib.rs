@@ -4,18 +4,18 @@
 //! and "read this segment"; everything else is shared). [`open_raw`] picks the reader by file
 //! extension and, when nothing can read the file, says which readers it tried and why each refused.
 
-pub mod check;
-pub mod edf;
-pub mod edf_write;
-pub mod error;
-pub mod gdf;
 pub mod bids;
 pub mod brainvision;
 pub mod celegans;
 mod channel_names;
+pub mod check;
 pub mod csv_series;
+pub mod edf;
+pub mod edf_write;
 pub mod eeglab;
+pub mod error;
 pub mod fif;
+pub mod gdf;
 pub mod mat;
 pub mod nifti;
 pub mod npy;
