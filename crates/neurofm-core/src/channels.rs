@@ -49,9 +49,10 @@ fn table_entry(name: &str) -> Option<(&'static str, [f64; 3])> {
 /// `-A1`, ...). Returns the bare stem (possibly not a 10-05 name).
 pub fn clean_name(name: &str) -> &str {
     let mut s = name.trim();
-    // `get` keeps non-ASCII names (Latin-1 bytes in FIF/BrainVision files) from panicking.
-    if s.len() > 4 && s.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("eeg ")) {
-        s = s[4..].trim_start();
+    if let (Some(head), Some(rest)) = (s.get(..4), s.get(4..)) {
+        if head.eq_ignore_ascii_case("eeg ") && !rest.is_empty() {
+            s = rest.trim_start();
+        }
     }
     s = s.trim_end_matches('.').trim_end();
     let lower = s.to_ascii_lowercase();
@@ -201,6 +202,13 @@ mod tests {
         assert_eq!(standardize("t5"), Some("P7"));
         assert_eq!(standardize("T6-REF"), Some("P8"));
         assert_eq!(position("T7"), position(standardize("T3").unwrap()));
+    }
+
+    #[test]
+    fn non_ascii_names_do_not_panic() {
+        assert_eq!(standardize("\u{ff}\u{ff}\u{ff}"), None);
+        assert_eq!(standardize("EE\u{e9}x-ref"), None);
+        assert_eq!(standardize("\u{3bc}V-\u{e9}"), None);
     }
 
     #[test]

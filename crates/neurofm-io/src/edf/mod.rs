@@ -8,7 +8,8 @@
 //!   (see [`engine`]); `sfreq` is the fastest non-stim rate.
 //! * Channels named `Status` or `Trigger` (any case) are stimulus channels (MNE's
 //!   `stim_channel="auto"`): unitless, lower 17 bits; in BDF their raw digital value is used.
-//!   [`stim_events`] turns such a channel into events as `mne.find_events` does.
+//!   [`stim_events`] turns such a channel into events as `mne.find_events` does; annotations
+//!   stay what MNE gives (the EDF+/BDF+ TALs only).
 //! * EDF+ annotations from every `EDF Annotations` / `BDF Annotations` channel (UTF-8), onsets
 //!   from the first sample (the first TAL's fraction of a second is added to the measurement
 //!   date), cropped to the recording as MNE's `set_annotations`.
@@ -200,22 +201,50 @@ pub(crate) fn meas_date(recording: &str, date: &str, time: &str, frac_s: f64) ->
     }
 }
 
-/// Events of a stimulus channel as `mne.find_events(raw)` finds them with its defaults
-/// (`consecutive="increasing"`, no event at the first sample): `(sample, value)` at every sample
-/// where the value steps up to a non-zero value. Values are the channel's (masked) integers.
-pub fn stim_events(values: &[f32]) -> Vec<(usize, i64)> {
-    let mut out = Vec::new();
-    let mut prev: Option<i64> = None;
-    for (i, &v) in values.iter().enumerate() {
-        let v = v as i64;
-        if let Some(p) = prev {
-            if v != p && v > p && v != 0 {
-                out.push((i, v));
-            }
-        }
-        prev = Some(v);
+/// Events of a stimulus channel as `mne.find_events(raw, shortest_event=1)` finds them with its
+/// other defaults (`consecutive="increasing"`, `output="onset"`, `min_duration=0`,
+/// `initial_event=False`): `(sample, value before, value after)` for every step up to a larger
+/// value, after MNE's removal of orphaned onsets and offsets. Values are truncated to integers
+/// and made non-negative (absolute value) when any is negative, as MNE does.
+pub fn stim_events(values: &[f32]) -> Vec<(usize, i64, i64)> {
+    let mut data: Vec<i64> = values.iter().map(|&v| v as i64).collect();
+    if data.iter().any(|&v| v < 0) {
+        data.iter_mut().for_each(|v| *v = v.abs());
     }
-    out
+    // steps (index, before, after), padded with a final step to 0
+    let mut steps: Vec<(usize, i64, i64)> = data
+        .windows(2)
+        .enumerate()
+        .filter(|(_, w)| w[0] != w[1])
+        .map(|(i, w)| (i + 1, w[0], w[1]))
+        .collect();
+    let last = steps
+        .last()
+        .map(|s| s.2)
+        .or_else(|| data.first().copied())
+        .unwrap_or(0);
+    if last != 0 {
+        steps.push((data.len(), last, 0));
+    }
+    let onsets: Vec<usize> = (0..steps.len())
+        .filter(|&i| steps[i].2 > steps[i].1)
+        .collect();
+    let mut offsets: Vec<usize> = (0..steps.len())
+        .filter(|&i| (steps[i].2 > steps[i].1 || steps[i].2 == 0) && steps[i].1 > 0)
+        .collect();
+    let mut onsets = onsets;
+    if onsets.is_empty() || offsets.is_empty() {
+        return Vec::new();
+    }
+    if onsets[0] > offsets[0] {
+        offsets.remove(0);
+    }
+    if let (Some(&on), Some(&off)) = (onsets.last(), offsets.last()) {
+        if on > off {
+            onsets.pop();
+        }
+    }
+    onsets.into_iter().map(|i| steps[i]).collect()
 }
 
 /// Size in bytes of the fixed header and of one signal's header.

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Ingest speed on the 28 EEGMAT EDF files, in one run:
+#   neurofm read_all   (release example: open + decode every sample to f32 SI, in memory)
+#   neurofm ingest     (release CLI: read + write a store into a fresh temp dir)
+#   MNE 1.13.2         (read_raw_edf(preload=True) + get_data(), in-process)
+#   pyedflib 0.1.42    (EdfReader + readSignal for every channel, in-process)
+# Prints the best and median wall time of REPEATS runs (default 5) after one warm-up
+# (page cache warm for everyone). Python tools are timed in-process (interpreter start and
+# imports excluded); neurofm is timed as a subprocess (process start included).
+#
+# Usage: scripts/bench/ingest_eegmat.sh   (NEUROFM_SHARED overrides ../shared; INGEST=0 leaves
+# out `neurofm ingest`, which needs a release build of the whole CLI)
+# Creates scripts/.venv (gitignored) and pip-installs mne==1.13.2 pyedflib==0.1.42 numpy scipy.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+SHARED=${NEUROFM_SHARED:-$ROOT/../shared}
+DATA=$SHARED/data/eegmat
+REPEATS=${REPEATS:-5}
+VENV=$ROOT/scripts/.venv
+if [ ! -x "$VENV/bin/python" ]; then python3 -m venv "$VENV"; fi
+"$VENV/bin/pip" install -q mne==1.13.2 pyedflib==0.1.42 numpy scipy
+cd "$ROOT"
+cargo build --release -q -p neurofm-io --example read_all
+INGEST=${INGEST:-1}
+if [ "$INGEST" = 1 ]; then cargo build --release -q -p neurofm; fi
+echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores"
+"$VENV/bin/python" - "$DATA" "$REPEATS" "$ROOT/target/release" "$INGEST" <<'PY'
+import glob, os, shutil, statistics, subprocess, sys, tempfile, time
+import mne, numpy as np, pyedflib
+
+data, repeats, rel, ingest = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4] == "1"
+files = sorted(glob.glob(os.path.join(data, "Subject*.edf")))
+assert len(files) == 28, f"expected 28 EEGMAT files, found {len(files)}"
+mb = sum(os.path.getsize(f) for f in files) / 1e6
+
+def neurofm_read_all():
+    subprocess.run([os.path.join(rel, "examples", "read_all"), *files], check=True,
+                   stdout=subprocess.DEVNULL)
+
+def neurofm_ingest():
+    d = tempfile.mkdtemp()
+    try:
+        subprocess.run([os.path.join(rel, "neurofm"), "--quiet", "ingest", *files,
+                        "--out", os.path.join(d, "store")], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    finally:
+        shutil.rmtree(d)
+
+def mne_read():
+    for f in files:
+        mne.io.read_raw_edf(f, preload=True, verbose="error").get_data()
+
+def pyedflib_read():
+    for f in files:
+        r = pyedflib.EdfReader(f)
+        try:
+            for i in range(r.signals_in_file):
+                r.readSignal(i)
+        finally:
+            r.close()
+
+tools = [("neurofm read_all", neurofm_read_all)]
+if ingest:
+    tools.append(("neurofm ingest", neurofm_ingest))
+tools += [("MNE read_raw_edf", mne_read), ("pyedflib", pyedflib_read)]
+res = {}
+for name, fn in tools:
+    fn()  # warm-up
+    ts = []
+    for _ in range(repeats):
+        t = time.perf_counter(); fn(); ts.append(time.perf_counter() - t)
+    res[name] = (min(ts), statistics.median(ts))
+base = res["MNE read_raw_edf"][1]
+print(f"EEGMAT: {len(files)} files, {mb:.1f} MB; best / median of {repeats} runs")
+print(f"{'tool':<20} {'best s':>8} {'median s':>9} {'MB/s':>8} {'vs MNE':>7}")
+for name, (best, med) in res.items():
+    print(f"{name:<20} {best:8.3f} {med:9.3f} {mb / med:8.1f} {base / med:6.1f}x")
+PY
