@@ -19,7 +19,9 @@ fn write_edfs(dir: &Path, names: &[&str]) {
         // A different seed per file name, so every file has its own content (and sha256).
         let mut cfg = SynthConfig::preset("tiny").unwrap();
         cfg.n_subjects = 1;
-        cfg.seed = name.bytes().fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+        cfg.seed = name
+            .bytes()
+            .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
         let rec = &generate(&cfg).unwrap()[0];
         neurofm_io::edf_write::write_edf_plus(&dir.join(name), rec).unwrap();
     }

@@ -4,6 +4,6 @@ pub mod ingest;
 pub mod inspect;
 pub mod merge;
 pub mod prepare;
-pub mod synth;
 pub mod probe;
 pub mod report;
+pub mod synth;
