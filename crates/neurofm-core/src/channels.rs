@@ -143,12 +143,13 @@ pub fn apply_contract(channels: &mut [ChannelInfo]) -> Vec<String> {
 mod tests {
     use super::*;
 
+    use crate::recording::Unit;
+
     #[test]
-    fn non_ascii_names_do_not_panic() {
+    fn non_ascii_prefixes_are_kept() {
         assert_eq!(clean_name("EEG\u{ff}001"), "EEG\u{ff}001");
         assert_eq!(standardize("C\u{e9}z"), None);
     }
-    use crate::recording::Unit;
 
     #[test]
     fn table_has_1005_names_in_metres() {
