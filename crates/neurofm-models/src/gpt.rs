@@ -99,7 +99,7 @@ impl GptConfig {
         check(self.d_model > 0, "d_model", || "must be > 0".into())?;
         check(self.depth > 0, "depth", || "must be > 0".into())?;
         check(
-            self.n_heads > 0 && self.d_model % self.n_heads == 0,
+            self.n_heads > 0 && self.d_model.is_multiple_of(self.n_heads),
             "n_heads",
             || {
                 format!(

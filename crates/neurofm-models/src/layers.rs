@@ -66,7 +66,7 @@ impl Attention {
         causal: bool,
         vb: VarBuilder,
     ) -> Result<Self> {
-        if n_heads == 0 || dim % n_heads != 0 {
+        if n_heads == 0 || !dim.is_multiple_of(n_heads) {
             candle_core::bail!("attention: d_model {dim} is not divisible by n_heads {n_heads}");
         }
         Ok(Self {

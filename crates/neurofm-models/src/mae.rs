@@ -133,7 +133,7 @@ impl MaeConfig {
         check(self.d_model > 0, "d_model", || "must be > 0".into())?;
         check(self.depth > 0, "depth", || "must be > 0".into())?;
         check(
-            self.n_heads > 0 && self.d_model % self.n_heads == 0,
+            self.n_heads > 0 && self.d_model.is_multiple_of(self.n_heads),
             "n_heads",
             || {
                 format!(
@@ -160,7 +160,7 @@ impl MaeConfig {
         if self.decoder_depth > 0 {
             check(self.decoder_dim > 0, "decoder_dim", || "must be > 0".into())?;
             check(
-                self.decoder_heads > 0 && self.decoder_dim % self.decoder_heads == 0,
+                self.decoder_heads > 0 && self.decoder_dim.is_multiple_of(self.decoder_heads),
                 "decoder_heads",
                 || {
                     format!(
@@ -292,7 +292,7 @@ impl Mae {
     /// `patch_len` and at most `max_patches` patches).
     pub fn n_patches(&self, n_times: usize) -> Result<usize> {
         let n = self.cfg.patch_len;
-        if n_times == 0 || n_times % n != 0 {
+        if n_times == 0 || !n_times.is_multiple_of(n) {
             candle_core::bail!(
                 "mae: window length {n_times} is not a positive multiple of patch_len {n}"
             );

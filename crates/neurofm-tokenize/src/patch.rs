@@ -56,7 +56,7 @@ impl PatchTokenizer {
         n_channels: usize,
         channel_names: &[String],
     ) -> Result<Patches, TokenizeError> {
-        if n_channels == 0 || data.len() % n_channels != 0 {
+        if n_channels == 0 || !data.len().is_multiple_of(n_channels) {
             return Err(TokenizeError::Input(format!(
                 "{} values are not a whole number of rows of {n_channels} channels",
                 data.len()

@@ -22,6 +22,7 @@ pub const FORMAT_VERSION: u64 = 1;
 /// A fitted tokenizer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[allow(clippy::large_enum_variant)] // one value per fitted tokenizer; boxing buys nothing
 pub enum Tokenizer {
     /// Continuous patches (for the masked autoencoder).
     Patch(PatchTokenizer),
@@ -185,7 +186,7 @@ impl Fitter {
             self.n += 1;
             self.sum += v as f64;
             self.sum_sq += (v as f64) * (v as f64);
-            if self.seen % self.stride == 0 {
+            if self.seen.is_multiple_of(self.stride) {
                 self.sample.push(v);
                 if self.sample.len() >= MAX_SAMPLE {
                     // keep every other value, halve the rate from now on
@@ -213,7 +214,7 @@ impl Fitter {
                         } else {
                             0.0
                         };
-                        if !(var > 0.0) {
+                        if var.is_nan() || var <= 0.0 {
                             return Err(TokenizeError::Input(
                                 "cannot fit the scale: training data has zero variance (or no finite values)".into(),
                             ));
