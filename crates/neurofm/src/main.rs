@@ -35,9 +35,7 @@ enum Command {
     Merge(cmd::merge::Args),
     Prepare(cmd::prepare::Args),
     Synth(cmd::synth::Args),
-    /// Linear-probe evaluation of a task (every fold, every seed) with baselines.
     Probe(cmd::probe::Args),
-    /// Re-render report.md and the plots of an evaluation run from its report.json.
     Report(cmd::report::Args),
 }
 

@@ -25,7 +25,7 @@ pub enum EaMode {
     Off,
 }
 
-/// Linear-probe evaluation of a task: every fold of the protocol, every seed.
+/// Evaluate a task, every fold and seed: log band-power probe, with and without alignment.
 ///
 /// The task file names the store, how it is cut into labelled windows, the classes and the
 /// protocol. Each method's features are standardized on the training side of a fold and fed to
