@@ -53,8 +53,10 @@ pub struct FoldResult {
     pub test_subjects: Vec<String>,
     pub n_train: usize,
     pub n_test: usize,
-    /// The `C` picked by the inner cross-validation (or the default).
-    pub c: f64,
+    /// The `C` picked by the inner cross-validation (or the default); `None` for methods
+    /// without a logistic regression (finetuned models).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub c: Option<f64>,
     pub metrics: Metrics,
     pub per_subject: Vec<SubjectResult>,
 }
@@ -184,7 +186,7 @@ pub fn probe_folds(
             test_subjects: fold.test_subjects.clone(),
             n_train: fold.train.len(),
             n_test: fold.test.len(),
-            c,
+            c: Some(c),
             metrics,
             per_subject,
         });

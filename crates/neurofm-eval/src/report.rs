@@ -414,8 +414,14 @@ impl Report {
             "## Chosen C (inner cross-validation over training subjects)\n"
         );
         for m in &self.methods {
-            let cs: Vec<String> = m.folds.iter().map(|f| format!("{}", f.c)).collect();
-            let _ = writeln!(s, "- {}: {}", m.label(), cs.join(", "));
+            let cs: Vec<String> = m
+                .folds
+                .iter()
+                .filter_map(|f| f.c.map(|c| format!("{c}")))
+                .collect();
+            if !cs.is_empty() {
+                let _ = writeln!(s, "- {}: {}", m.label(), cs.join(", "));
+            }
         }
         s.push('\n');
 

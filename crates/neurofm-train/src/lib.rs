@@ -10,13 +10,17 @@
 //! * [`checkpoint`]: atomic checkpoint directories, keep-last-N, [`checkpoint::load_strict`].
 
 pub mod checkpoint;
+pub mod data;
 pub mod error;
 pub mod export;
+pub mod finetune;
 pub mod fsutil;
+pub mod init;
 pub mod loader;
 pub mod metrics;
 pub mod optim;
 pub mod plot;
+pub mod pretrain;
 pub mod schedule;
 pub mod st;
 pub mod trainer;

@@ -35,7 +35,11 @@ enum Command {
     Merge(cmd::merge::Args),
     Prepare(cmd::prepare::Args),
     Synth(cmd::synth::Args),
+    Tokenizer(cmd::tokenizer::Args),
+    Pretrain(cmd::pretrain::Args),
+    Export(cmd::export::Args),
     Probe(cmd::probe::Args),
+    Finetune(cmd::finetune::Args),
     Report(cmd::report::Args),
 }
 
@@ -47,7 +51,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Merge(a) => cmd::merge::run(a, g),
         Command::Prepare(a) => cmd::prepare::run(a, g),
         Command::Synth(args) => cmd::synth::run(args, g),
+        Command::Tokenizer(a) => cmd::tokenizer::run(a, g),
+        Command::Pretrain(a) => cmd::pretrain::run(a, g),
+        Command::Export(a) => cmd::export::run(a, g),
         Command::Probe(a) => cmd::probe::run(a, g),
+        Command::Finetune(a) => cmd::finetune::run(a, g),
         Command::Report(a) => cmd::report::run(a, g),
     }
 }

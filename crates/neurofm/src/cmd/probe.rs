@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
+use candle_core::Device;
 use neurofm_data::Store;
 use neurofm_eval::bandpower::BandPower;
 use neurofm_eval::probe::{evaluate_linear, LinearMethod};
@@ -12,6 +13,7 @@ use neurofm_eval::report::{summarize, MethodKind, Report, REPORT_FORMAT_VERSION}
 use neurofm_eval::source::WindowSource;
 use neurofm_eval::store_source::StoreWindows;
 use neurofm_eval::task::TaskConfig;
+use neurofm_train::finetune::{EncoderFeatures, Pretrained};
 
 use crate::progress;
 use crate::Global;
@@ -25,17 +27,19 @@ pub enum EaMode {
     Off,
 }
 
-/// Evaluate a task, every fold and seed: log band-power probe, with and without alignment.
+/// Evaluate a task, every fold and seed: linear probe of a pretrained encoder's features and of
+/// log band power, with and without Euclidean alignment.
 ///
 /// The task file names the store, how it is cut into labelled windows, the classes and the
 /// protocol. Each method's features are standardized on the training side of a fold and fed to
 /// an L2 multinomial logistic regression whose C is chosen by cross-validation over the training
-/// subjects only. Methods: log band power (δ θ α β γ per channel, Welch PSD) + logistic
-/// regression. Euclidean alignment (per subject, from that subject's windows, labels unused) is
+/// subjects only. Methods: the frozen encoder of --checkpoint (mean-pooled features), and log band
+/// power (δ θ α β γ per channel, Welch PSD) as the baseline. Euclidean alignment (per subject, from that subject's windows, labels unused) is
 /// applied before the features when asked. Writes report.json, report.md and PNG plots to --out.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Example:
-  neurofm probe --task configs/tasks/eegmat-rest-vs-arith.toml --seeds 0 --ea both --out runs/eegmat-bandpower")]
+  neurofm probe --task configs/tasks/eegmat-rest-vs-arith.toml --checkpoint checkpoints/eegmat \\
+    --seeds 0 --ea both --out runs/eegmat-probe")]
 pub struct Args {
     /// Task file (configs/tasks/*.toml).
     #[arg(long, value_name = "TOML")]
@@ -55,6 +59,24 @@ pub struct Args {
     /// Run directory for report.json, report.md and the plots.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
+    /// A pretrained encoder (checkpoint directory, or run directory = its newest checkpoint):
+    /// its frozen, mean-pooled features are probed next to the band-power baseline. Its
+    /// weights load strictly (every tensor matched by name and shape).
+    #[arg(long, value_name = "DIR")]
+    pub checkpoint: Option<PathBuf>,
+    /// Probe even though the task's store was prepared by another recipe than the encoder's
+    /// pretraining data.
+    #[arg(long)]
+    pub allow_recipe_mismatch: bool,
+}
+
+/// The recipe hash shared by every entry of a store (None if unprepared or mixed).
+pub fn store_recipe_hash(store: &Store) -> Option<String> {
+    let mut hashes = store.entries().iter().map(|e| e.recipe_hash.clone());
+    let first = hashes.next()??;
+    hashes
+        .all(|h| h.as_deref() == Some(first.as_str()))
+        .then_some(first)
 }
 
 pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
@@ -62,6 +84,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
     let store_dir = args.store.clone().unwrap_or_else(|| task.store.clone());
     let store = Store::open(&store_dir)
         .with_context(|| format!("opening the store of task {}", task.name))?;
+    let recipe_hash = store_recipe_hash(&store);
     let source = StoreWindows::new(store, &task)?;
     let protocol = match &args.protocol {
         Some(p) => Protocol::parse_cli(p)?,
@@ -100,12 +123,45 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
         info.sfreq_hz,
         task.bandpower.nperseg,
     )?;
-    let mut methods = vec![LinearMethod {
+    let mut encoder = match &args.checkpoint {
+        None => None,
+        Some(dir) => {
+            let pre = Pretrained::open(dir)?;
+            pre.check_data(
+                info.window_len,
+                recipe_hash.as_deref(),
+                args.allow_recipe_mismatch,
+            )?;
+            let (enc, report) = EncoderFeatures::new(&pre, &info.channel_names, &Device::Cpu)?;
+            if !global.quiet {
+                eprintln!(
+                    "encoder {} (step {}): weights {report}",
+                    pre.dir.display(),
+                    pre.state.step
+                );
+            }
+            Some((enc, pre))
+        }
+    };
+    let mut methods = Vec::new();
+    if let Some((enc, pre)) = encoder.as_mut() {
+        methods.push(LinearMethod {
+            name: format!("{}-encoder+logreg", pre.state.model_kind),
+            kind: MethodKind::Model,
+            description: format!(
+                "frozen pretrained encoder {} (step {}), mean-pooled features + L2 multinomial logistic regression",
+                pre.dir.display(),
+                pre.state.step
+            ),
+            extractor: enc,
+        });
+    }
+    methods.push(LinearMethod {
         name: "bandpower+logreg".into(),
         kind: MethodKind::Baseline,
         description: "log band power (delta, theta, alpha, beta, gamma per channel; Welch PSD) + L2 multinomial logistic regression".into(),
         extractor: &mut bp,
-    }];
+    });
     let pb = progress::bar(n_labelled as u64, "features", global.quiet);
     let results = evaluate_linear(
         &source,
