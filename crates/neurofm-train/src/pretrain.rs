@@ -364,3 +364,23 @@ pub fn kind_name(m: &ModelConfig) -> &'static str {
         ModelConfig::Gpt(_) => "gpt",
     }
 }
+
+/// Mean square of the samples of up to `max_windows` windows spread evenly over `source`:
+/// the masked-reconstruction loss (mean squared error per masked sample) of a model that
+/// always predicts zero — the level a pretraining loss must go below to have learned anything.
+pub fn mean_square(source: &StoreWindows, max_windows: usize) -> Result<f64> {
+    let n = source.len();
+    let take = n.min(max_windows.max(1));
+    let mut buf = vec![0f32; source.n_channels() * source.window_len()];
+    let (mut sum, mut count) = (0f64, 0usize);
+    for k in 0..take {
+        let i = k * n / take;
+        source.read(i, &mut buf)?;
+        sum += buf
+            .iter()
+            .map(|&v| f64::from(v) * f64::from(v))
+            .sum::<f64>();
+        count += buf.len();
+    }
+    Ok(sum / count.max(1) as f64)
+}

@@ -106,8 +106,10 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
         .map(|(_, v)| v.as_tensor().elem_count())
         .sum();
 
+    let zero_loss = pretrain::mean_square(&source, 512)?;
     if args.dry_run {
         print_dry_run(&cfg, &resolved, n_params)?;
+        println!("zero_prediction_loss = {zero_loss:.6}  # mean square of the windows: the loss of predicting zero");
         return Ok(());
     }
 
@@ -160,6 +162,9 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
             total,
             cfg.train.out.display()
         );
+        eprintln!(
+            "reference: predicting zero scores loss {zero_loss:.4} (mean square of the windows)"
+        );
     }
     let pb = crate::progress::bar(total, "pretrain", global.quiet);
     pb.set_position(done);
@@ -182,9 +187,10 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
     if !global.quiet {
         let last = summary.losses.last().map(|l| l.1).unwrap_or(f32::NAN);
         eprintln!(
-            "done: step {} loss {:.4}; {:.1} s of training; checkpoint {}; metrics {}; plot {}",
+            "done: step {} loss {:.4} ({:.1}% of the zero-prediction loss {zero_loss:.4}); {:.1} s of training; checkpoint {}; metrics {}; plot {}",
             trainer.state().step,
             last,
+            100.0 * f64::from(last) / zero_loss.max(f64::MIN_POSITIVE),
             trainer.state().elapsed_s,
             summary
                 .last_checkpoint
