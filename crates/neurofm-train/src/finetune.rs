@@ -35,6 +35,9 @@ pub struct Pretrained {
     pub dir: PathBuf,
     pub model: ModelConfig,
     pub state: TrainerState,
+    /// Accept model variables missing from the file (left as initialized) instead of failing.
+    /// Unexpected tensors and shape mismatches always fail.
+    pub allow_missing: bool,
 }
 
 impl Pretrained {
@@ -59,6 +62,7 @@ impl Pretrained {
             dir,
             model,
             state: ck.state,
+            allow_missing: false,
         })
     }
 
@@ -121,7 +125,7 @@ impl Pretrained {
     ) -> Result<(Box<dyn Pretrainable>, LoadReport)> {
         let vb = SeededVarMap::var_builder(varmap, seed, DType::F32, device);
         let model = self.model.build(vb)?;
-        let report = checkpoint::load_strict(&self.model_path(), varmap, false)?;
+        let report = checkpoint::load_strict(&self.model_path(), varmap, self.allow_missing)?;
         Ok((model, report))
     }
 }

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use candle_core::{Device, Tensor};
 use neurofm_data::store::Store;
 use neurofm_data::window::{LabelSource, WindowConfig, WindowIndex};
-use neurofm_models::{Batch, MaeConfig, ModelConfig, Pretrainable};
+use neurofm_models::{Batch, GptConfig, MaeConfig, ModelConfig, Pretrainable};
+use neurofm_tokenize::Tokenizer;
 use serde::{Deserialize, Serialize};
 
 use crate::data::StoreWindows;
@@ -23,6 +24,17 @@ pub struct PretrainConfig {
     pub data: DataSection,
     pub model: ModelSection,
     pub train: TrainSection,
+    /// `[tokenizer]`: the fitted discrete tokenizer a token model (`kind = "gpt"`) reads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokenizer: Option<TokenizerSection>,
+}
+
+/// `[tokenizer]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenizerSection {
+    /// A tokenizer JSON written by `neurofm tokenizer train` (e.g. a mu-law quantizer).
+    pub path: PathBuf,
 }
 
 /// `[data]`
@@ -170,54 +182,83 @@ impl PretrainConfig {
         Self::from_toml(path, &text)
     }
 
-    /// The model configuration: preset, then overrides, then validation.
+    /// The tokenizer of `[tokenizer]`, if any.
+    pub fn load_tokenizer(&self) -> Result<Option<Tokenizer>> {
+        match &self.tokenizer {
+            None => Ok(None),
+            Some(t) => Tokenizer::load(&t.path)
+                .map(Some)
+                .map_err(|e| TrainError::Config {
+                    field: "tokenizer.path".into(),
+                    reason: e.to_string(),
+                }),
+        }
+    }
+
+    /// The model configuration: preset, then overrides, then validation. A token model takes
+    /// its `vocab_size` from the tokenizer unless overridden (and then it must agree).
     pub fn model_config(&self) -> Result<ModelConfig> {
         let m = &self.model;
-        match m.kind.as_str() {
+        let cfg = match m.kind.as_str() {
             "mae" => {
+                if self.tokenizer.is_some() {
+                    return Err(TrainError::Config {
+                        field: "tokenizer".into(),
+                        reason: "the masked autoencoder reads continuous patches; remove [tokenizer] or use kind = \"gpt\"".into(),
+                    });
+                }
                 let base = MaeConfig::preset(&m.preset).map_err(|e| TrainError::Config {
                     field: "model.preset".into(),
                     reason: e.to_string(),
                 })?;
-                let mut v = serde_json::to_value(base).map_err(|e| TrainError::Config {
-                    field: "model".into(),
-                    reason: e.to_string(),
-                })?;
-                if let serde_json::Value::Object(map) = &mut v {
-                    for (k, val) in &m.overrides {
-                        if !map.contains_key(k) {
-                            return Err(TrainError::Config {
-                                field: format!("model.overrides.{k}"),
-                                reason: format!(
-                                    "unknown field; the mae configuration has {}",
-                                    map.keys().cloned().collect::<Vec<_>>().join(", ")
-                                ),
-                            });
-                        }
-                        map.insert(k.clone(), val.clone());
-                    }
-                }
-                let cfg: MaeConfig = serde_json::from_value(v).map_err(|e| TrainError::Config {
-                    field: "model.overrides".into(),
-                    reason: e.to_string(),
-                })?;
-                let cfg = ModelConfig::Mae(cfg);
-                cfg.validate().map_err(|e| TrainError::Config {
-                    field: match &e {
-                        neurofm_models::ModelError::Config { field, .. } => {
-                            format!("model.overrides.{field}")
-                        }
-                        _ => "model".into(),
-                    },
-                    reason: e.to_string(),
-                })?;
-                Ok(cfg)
+                ModelConfig::Mae(apply_overrides(base, &m.overrides, "mae")?)
             }
-            other => Err(TrainError::Config {
-                field: "model.kind".into(),
-                reason: format!("`{other}` cannot be pretrained by this command; supported: mae"),
-            }),
-        }
+            "gpt" => {
+                let tok = self.load_tokenizer()?.ok_or_else(|| TrainError::Config {
+                    field: "tokenizer.path".into(),
+                    reason: "a gpt model reads discrete tokens: give [tokenizer] path = a tokenizer JSON from `neurofm tokenizer train` (e.g. configs/tokenizer/mulaw.toml)".into(),
+                })?;
+                let vocab = tok.vocab_size().ok_or_else(|| TrainError::Config {
+                    field: "tokenizer.path".into(),
+                    reason: format!(
+                        "the {} tokenizer is continuous; a gpt model needs a discrete one (mulaw)",
+                        tok.type_name()
+                    ),
+                })?;
+                let mut base = GptConfig::preset(&m.preset).map_err(|e| TrainError::Config {
+                    field: "model.preset".into(),
+                    reason: e.to_string(),
+                })?;
+                base.vocab_size = vocab;
+                let cfg: GptConfig = apply_overrides(base, &m.overrides, "gpt")?;
+                if cfg.vocab_size != vocab {
+                    return Err(TrainError::Config {
+                        field: "model.overrides.vocab_size".into(),
+                        reason: format!(
+                            "{} differs from the tokenizer's vocabulary of {vocab} tokens",
+                            cfg.vocab_size
+                        ),
+                    });
+                }
+                ModelConfig::Gpt(cfg)
+            }
+            other => {
+                return Err(TrainError::Config {
+                    field: "model.kind".into(),
+                    reason: format!("unknown model kind `{other}`; supported: mae, gpt"),
+                })
+            }
+        };
+        cfg.validate().map_err(|e| TrainError::Config {
+            field: match &e {
+                neurofm_models::ModelError::Config { field, .. } => {
+                    format!("model.overrides.{field}")
+                }
+                _ => "model".into(),
+            },
+            reason: e.to_string(),
+        })?;
+        Ok(cfg)
     }
 
     /// The window configuration: `[data.window]`, else the window step recorded in the store.
@@ -246,12 +287,44 @@ impl PretrainConfig {
     }
 }
 
+/// `base` with the fields of `overrides` replaced; an unknown field fails naming it.
+fn apply_overrides<T: Serialize + serde::de::DeserializeOwned>(
+    base: T,
+    overrides: &BTreeMap<String, serde_json::Value>,
+    kind: &str,
+) -> Result<T> {
+    let mut v = serde_json::to_value(base).map_err(|e| TrainError::Config {
+        field: "model".into(),
+        reason: e.to_string(),
+    })?;
+    if let serde_json::Value::Object(map) = &mut v {
+        for (k, val) in overrides {
+            if !map.contains_key(k) {
+                return Err(TrainError::Config {
+                    field: format!("model.overrides.{k}"),
+                    reason: format!(
+                        "unknown field; the {kind} configuration has {}",
+                        map.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                });
+            }
+            map.insert(k.clone(), val.clone());
+        }
+    }
+    serde_json::from_value(v).map_err(|e| TrainError::Config {
+        field: "model.overrides".into(),
+        reason: e.to_string(),
+    })
+}
+
 /// Everything needed to train, resolved and checked.
 pub struct Resolved {
     pub model: ModelConfig,
     pub source: Arc<StoreWindows>,
     pub channel_ids: Vec<u32>,
     pub engine: TrainConfig,
+    /// The discrete tokenizer of a token model.
+    pub tokenizer: Option<Tokenizer>,
 }
 
 /// Opens the store, builds the windows and checks the model against them.
@@ -285,11 +358,16 @@ pub fn resolve(cfg: &PretrainConfig) -> Result<Resolved> {
             ),
         });
     }
+    let tokenizer = match &model {
+        ModelConfig::Gpt(_) => cfg.load_tokenizer()?,
+        ModelConfig::Mae(_) => None,
+    };
     Ok(Resolved {
         model,
         source: Arc::new(source),
         channel_ids,
         engine,
+        tokenizer,
     })
 }
 
@@ -298,6 +376,15 @@ use crate::loader::WindowSource as _;
 fn check_shapes(model: &ModelConfig, source: &StoreWindows, w: &WindowConfig) -> Result<()> {
     let t = source.window_len();
     let sfreq = source.index().sfreq_hz;
+    if let ModelConfig::Gpt(g) = model {
+        if t < 2 {
+            return Err(TrainError::Config {
+                field: "data.window.length_s".into(),
+                reason: format!("a window of {t} sample(s) has no next token to predict"),
+            });
+        }
+        let _ = g;
+    }
     if let ModelConfig::Mae(m) = model {
         if m.patch_len > t {
             return Err(TrainError::Config {
@@ -335,6 +422,10 @@ fn check_shapes(model: &ModelConfig, source: &StoreWindows, w: &WindowConfig) ->
 pub struct ModelObjective {
     pub model: Box<dyn Pretrainable>,
     pub channel_ids: Tensor,
+    /// For token models: each channel of each window becomes one token sequence.
+    pub tokenizer: Option<Tokenizer>,
+    /// Longest token sequence the model takes (sequences are cut to it).
+    pub max_len: usize,
 }
 
 impl ModelObjective {
@@ -342,16 +433,61 @@ impl ModelObjective {
         Ok(ModelObjective {
             model,
             channel_ids: Tensor::from_slice(channel_ids, channel_ids.len(), device)?,
+            tokenizer: None,
+            max_len: usize::MAX,
         })
+    }
+
+    /// A token model: `tokenizer` turns every channel of a window into tokens; sequences are
+    /// cut to the shortest in the batch and to `max_len`.
+    pub fn with_tokenizer(mut self, tokenizer: Tokenizer, max_len: usize) -> Self {
+        self.tokenizer = Some(tokenizer);
+        self.max_len = max_len;
+        self
+    }
+
+    /// Tokens `[B·C, L]` of windows `x` `[B, C, T]`.
+    pub fn tokens(&self, tok: &Tokenizer, x: &Tensor) -> candle_core::Result<Tensor> {
+        let (b, c, t) = x.dims3()?;
+        let host = x
+            .to_device(&Device::Cpu)?
+            .to_dtype(candle_core::DType::F32)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        let mut seqs = Vec::with_capacity(b * c);
+        for row in host.chunks_exact(t.max(1)) {
+            let toks = tok
+                .tokens(row)
+                .map_err(|e| candle_core::Error::Msg(format!("tokenizer: {e}")))?
+                .ok_or_else(|| candle_core::Error::Msg("tokenizer is not discrete".into()))?;
+            seqs.push(toks);
+        }
+        let len = seqs
+            .iter()
+            .map(Vec::len)
+            .min()
+            .unwrap_or(0)
+            .min(self.max_len);
+        if len < 2 {
+            candle_core::bail!(
+                "windows give {len} token(s) per channel; next-token prediction needs 2"
+            );
+        }
+        let flat: Vec<u32> = seqs.iter().flat_map(|s| s[..len].iter().copied()).collect();
+        Tensor::from_vec(flat, (b * c, len), x.device())
     }
 }
 
 impl Objective for ModelObjective {
     fn loss(&self, x: &Tensor, seed: u64, step: u64) -> candle_core::Result<Tensor> {
+        let tokens = match &self.tokenizer {
+            Some(tok) => Some(self.tokens(tok, x)?),
+            None => None,
+        };
         let batch = Batch {
             x: x.clone(),
             channel_ids: self.channel_ids.clone(),
-            tokens: None,
+            tokens,
         };
         self.model.loss(&batch, seed, step)
     }

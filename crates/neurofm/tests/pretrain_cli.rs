@@ -381,3 +381,76 @@ fn tokenizer_train_and_inspect() {
         nmse
     );
 }
+
+#[test]
+fn gpt_pretrains_on_mulaw_tokens_and_checkpoints_the_tokenizer() {
+    let f = fixture();
+    let tok = f.dir.join("mulaw.json");
+    let tcfg = repo_root().join("configs/tokenizer/mulaw.toml");
+    ok(neurofm(&[
+        "tokenizer",
+        "train",
+        "--store",
+        f.store.to_str().unwrap(),
+        "--config",
+        tcfg.to_str().unwrap(),
+        "--out",
+        tok.to_str().unwrap(),
+    ]));
+    let write = |name: &str, tokenizer: &str, extra: &str| {
+        let path = f.dir.join(name);
+        std::fs::write(
+            &path,
+            format!(
+                r#"
+[data]
+store = "{}"
+[data.window]
+length_s = 0.5
+stride_s = 0.5
+{tokenizer}
+[model]
+kind = "gpt"
+preset = "tiny"
+[model.overrides]
+d_model = 16
+depth = 1
+n_heads = 2
+mlp_dim = 32
+{extra}
+[train]
+steps = 4
+batch_size = 2
+lr = 1e-3
+seed = 1
+out = "{}"
+"#,
+                f.store.display(),
+                f.dir.join("gpt-run").display()
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let tok_section = format!("[tokenizer]\npath = \"{}\"", tok.display());
+    // No tokenizer: refused, naming the key.
+    let cfg = write("no-tok.toml", "", "");
+    fails_with(
+        neurofm(&["pretrain", "-c", cfg.to_str().unwrap()]),
+        &["tokenizer.path"],
+    );
+    // A vocabulary that disagrees with the tokenizer.
+    let cfg = write("bad-vocab.toml", &tok_section, "vocab_size = 100");
+    fails_with(
+        neurofm(&["pretrain", "-c", cfg.to_str().unwrap()]),
+        &["model.overrides.vocab_size", "256"],
+    );
+    let cfg = write("gpt.toml", &tok_section, "");
+    ok(neurofm(&["pretrain", "-c", cfg.to_str().unwrap()]));
+    let l = losses(&f.dir.join("gpt-run"));
+    assert_eq!(l.len(), 4);
+    // Cross-entropy over 256 tokens starts near ln 256 = 5.55 and must be finite.
+    let first = f32::from_bits(l[0].1);
+    assert!(first > 4.0 && first < 7.0, "first loss {first}");
+    assert!(f.dir.join("gpt-run/step-4/tokenizer.json").is_file());
+}

@@ -86,6 +86,10 @@ pub struct Args {
     /// pretraining data.
     #[arg(long)]
     pub allow_recipe_mismatch: bool,
+    /// Start even if model variables are missing from the checkpoint (they keep their seeded
+    /// initialization; the count is printed). Unexpected tensors and shape mismatches always fail.
+    #[arg(long)]
+    pub allow_missing_weights: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -122,7 +126,8 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
         bail!("--seeds: no seed given");
     }
     let info = source.info().clone();
-    let pre = Pretrained::open(&args.checkpoint)?;
+    let mut pre = Pretrained::open(&args.checkpoint)?;
+    pre.allow_missing = args.allow_missing_weights;
     pre.check_data(
         info.window_len,
         recipe_hash.as_deref(),
@@ -145,6 +150,9 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
         folds.extend(make_folds(&protocol, &info.windows, n_classes, seed)?);
     }
     if !global.quiet {
+        let varmap = candle_nn::VarMap::new();
+        let (_, load) = pre.build(&varmap, 0, &Device::Cpu)?;
+        eprintln!("encoder weights: {load}");
         eprintln!(
             "{}: {} labelled windows ({} channels x {} samples at {} Hz), {} subjects, protocol {}, {} folds x seeds; encoder {} (step {})",
             task.name,

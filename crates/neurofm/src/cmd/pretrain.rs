@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use candle_core::{DType, Device};
 use candle_nn::VarMap;
+use neurofm_models::ModelConfig;
 use neurofm_train::checkpoint::{self, CheckpointFiles};
 use neurofm_train::init::SeededVarMap;
 use neurofm_train::loader::WindowSource;
@@ -15,7 +16,8 @@ use neurofm_train::{RunInfo, Trainer};
 
 use crate::Global;
 
-/// Pretrain a model (masked autoencoder) on the windows of a store.
+/// Pretrain a model on the windows of a store: a masked autoencoder over patches (`kind = "mae"`)
+/// or a causal transformer over tokens of a fitted tokenizer (`kind = "gpt"`).
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Pretrain configuration (TOML: [data], [model], [train]); optional with --resume, which
@@ -99,17 +101,25 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
         .model
         .build(vb)
         .context("building the model from [model]")?;
-    let objective = ModelObjective::new(model, &resolved.channel_ids, &device)?;
+    let mut objective = ModelObjective::new(model, &resolved.channel_ids, &device)?;
+    if let (Some(tok), ModelConfig::Gpt(g)) = (&resolved.tokenizer, &resolved.model) {
+        objective = objective.with_tokenizer(tok.clone(), g.max_len);
+    }
     let source = resolved.source.clone();
     let n_params: usize = checkpoint::sorted_vars(&varmap)
         .iter()
         .map(|(_, v)| v.as_tensor().elem_count())
         .sum();
 
-    let zero_loss = pretrain::mean_square(&source, 512)?;
+    // The loss of a trivial predictor, to judge the pretraining loss against: zero for the
+    // masked autoencoder (mean square), uniform over the vocabulary for a token model (ln V).
+    let zero_loss = match &resolved.model {
+        ModelConfig::Mae(_) => pretrain::mean_square(&source, 512)?,
+        ModelConfig::Gpt(g) => (g.vocab_size as f64).ln(),
+    };
     if args.dry_run {
         print_dry_run(&cfg, &resolved, n_params)?;
-        println!("zero_prediction_loss = {zero_loss:.6}  # mean square of the windows: the loss of predicting zero");
+        println!("trivial_loss = {zero_loss:.6}  # mae: mean square of the windows (predicting zero); gpt: ln(vocab) (uniform prediction)");
         return Ok(());
     }
 
@@ -120,7 +130,10 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
         dir: cfg.train.out.clone(),
         files: CheckpointFiles {
             config: model_json,
-            tokenizer: None,
+            tokenizer: match &resolved.tokenizer {
+                Some(t) => Some(t.to_json()?),
+                None => None,
+            },
             extra,
         },
         recipe_hash: source.recipe_hash(),
@@ -163,7 +176,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
             cfg.train.out.display()
         );
         eprintln!(
-            "reference: predicting zero scores loss {zero_loss:.4} (mean square of the windows)"
+            "reference: a trivial predictor scores loss {zero_loss:.4} (mae: predicting zero; gpt: uniform over the vocabulary)"
         );
     }
     let pb = crate::progress::bar(total, "pretrain", global.quiet);
@@ -187,7 +200,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
     if !global.quiet {
         let last = summary.losses.last().map(|l| l.1).unwrap_or(f32::NAN);
         eprintln!(
-            "done: step {} loss {:.4} ({:.1}% of the zero-prediction loss {zero_loss:.4}); {:.1} s of training; checkpoint {}; metrics {}; plot {}",
+            "done: step {} loss {:.4} ({:.1}% of the trivial loss {zero_loss:.4}); {:.1} s of training; checkpoint {}; metrics {}; plot {}",
             trainer.state().step,
             last,
             100.0 * f64::from(last) / zero_loss.max(f64::MIN_POSITIVE),
