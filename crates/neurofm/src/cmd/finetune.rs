@@ -76,12 +76,16 @@ pub struct Args {
     /// Share of each fold's training subjects used for early stopping.
     #[arg(long, default_value_t = FinetuneConfig::default().val_fraction)]
     pub val_fraction: f64,
-    /// Skip the from-scratch baseline.
-    #[arg(long)]
-    pub no_scratch: bool,
-    /// Skip the band-power baseline.
-    #[arg(long)]
-    pub no_bandpower: bool,
+    /// Methods to run, comma-separated: finetune (the pretrained encoder), scratch (the same
+    /// architecture from a random initialization), bandpower (log band power + logistic
+    /// regression). Every method uses the same folds, so runs with different --methods compare.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "finetune,scratch,bandpower"
+    )]
+    pub methods: Vec<MethodArg>,
     /// Finetune even though the task's store was prepared by another recipe than the encoder's
     /// pretraining data.
     #[arg(long)]
@@ -90,6 +94,13 @@ pub struct Args {
     /// initialization; the count is printed). Unexpected tensors and shape mismatches always fail.
     #[arg(long)]
     pub allow_missing_weights: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MethodArg {
+    Finetune,
+    Scratch,
+    Bandpower,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -124,6 +135,9 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
     cfg.validate()?;
     if args.seeds.is_empty() {
         bail!("--seeds: no seed given");
+    }
+    if args.methods.is_empty() {
+        bail!("--methods: no method given");
     }
     let info = source.info().clone();
     let mut pre = Pretrained::open(&args.checkpoint)?;
@@ -182,18 +196,21 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
     let device = Device::Cpu;
     let mut methods: Vec<MethodResult> = Vec::new();
     let mut histories: Vec<serde_json::Value> = Vec::new();
-    let mut starts: Vec<(String, MethodKind, String, Start<'_>)> = vec![(
-        format!("{}-finetune-{}", pre.state.model_kind, cfg.mode.as_str()),
-        MethodKind::Model,
-        format!(
-            "pretrained encoder {} (step {}) + linear classifier, finetuned ({}) with early stopping on held-out training subjects",
-            pre.dir.display(),
-            pre.state.step,
-            cfg.mode.as_str()
-        ),
-        Start::Pretrained(&pre),
-    )];
-    if !args.no_scratch {
+    let mut starts: Vec<(String, MethodKind, String, Start<'_>)> = Vec::new();
+    if args.methods.contains(&MethodArg::Finetune) {
+        starts.push((
+            format!("{}-finetune-{}", pre.state.model_kind, cfg.mode.as_str()),
+            MethodKind::Model,
+            format!(
+                "pretrained encoder {} (step {}) + linear classifier, finetuned ({}) with early stopping on held-out training subjects",
+                pre.dir.display(),
+                pre.state.step,
+                cfg.mode.as_str()
+            ),
+            Start::Pretrained(&pre),
+        ));
+    }
+    if args.methods.contains(&MethodArg::Scratch) {
         starts.push((
             format!("{}-scratch", pre.state.model_kind),
             MethodKind::Baseline,
@@ -277,7 +294,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
         }
     }
 
-    if !args.no_bandpower {
+    if args.methods.contains(&MethodArg::Bandpower) {
         let mut bp = BandPower::new(
             info.n_channels,
             info.window_len,
