@@ -188,9 +188,12 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
             r.loss, r.lr, r.windows_per_s
         ));
         if !std::io::stderr().is_terminal() && !global.quiet && r.step % 50 == 0 {
+            let per_step = (cfg.train.batch_size * cfg.train.accumulate) as f64;
+            let eta_s =
+                (total.saturating_sub(r.step)) as f64 * per_step / r.windows_per_s.max(1e-9);
             eprintln!(
-                "step {}/{} loss {:.4} lr {:.2e} {:.0} windows/s",
-                r.step, total, r.loss, r.lr, r.windows_per_s
+                "step {}/{} loss {:.4} lr {:.2e} {:.0} windows/s eta {:.0} s",
+                r.step, total, r.loss, r.lr, r.windows_per_s, eta_s
             );
         }
         ControlFlow::Continue(())
