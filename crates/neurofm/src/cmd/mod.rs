@@ -1,6 +1,7 @@
 //! One module per subcommand: each has an `Args` (clap) and a `run(args, global)`.
 
 pub mod ingest;
+pub mod ingest_connectome;
 pub mod inspect;
 pub mod merge;
 pub mod prepare;
