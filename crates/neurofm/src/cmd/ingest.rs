@@ -1,6 +1,6 @@
 //! `neurofm ingest`: read recordings in any supported format into a store.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
@@ -77,6 +77,11 @@ pub struct Args {
     /// List what would be ingested and exit.
     #[arg(long)]
     pub dry_run: bool,
+    /// Recordings up to this many MiB (as f32) are decoded by a reading thread while the
+    /// previous one is written; larger ones are streamed in blocks (bounded memory). Hidden: a
+    /// tuning and test knob.
+    #[arg(long, value_name = "MIB", default_value_t = 64, hide = true)]
+    pub prefetch_mib: usize,
 
     /// Read CSV/TSV, NPY, MAT and HDF5 inputs as matrices: `calcium` (time x neuron, homogenized
     /// like the Dag files) or `fmri-roi` (time x ROI series, stored as read). Without it only
@@ -600,89 +605,142 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
     let mut store = Store::open_or_create(&args.out)
         .with_context(|| format!("opening store {}", args.out.display()))?;
     store.set_commit_every(args.commit_every, std::time::Duration::from_secs(5));
+    // Sources already in the store when we start: the reading thread does not decode them.
+    let known: HashSet<String> = store
+        .entries()
+        .iter()
+        .filter(|e| e.recipe_hash.is_none())
+        .map(|e| e.provenance.source_sha256.clone())
+        .collect();
     let files_bar = progress::bar(files.len() as u64, "ingest", global.quiet);
     let (mut added, mut skipped, mut duplicates) = (0usize, 0usize, 0usize);
-    for input in &files {
-        let file = &input.path;
-        files_bar.set_message(file.display().to_string());
-        let sha = neurofm_io::sha256_file(file)?;
-        if let Some(e) = store.find_source(&sha, None) {
-            say(
-                &files_bar,
-                global.quiet,
-                format!("skip {} (already in the store as {})", file.display(), e.id),
-            );
-            skipped += 1;
-            files_bar.inc(1);
-            continue;
-        }
-        let mut labels = base_labels.clone();
-        let duplicate = |store: &Store, info: &neurofm_core::Info| -> bool {
-            if args.allow_duplicates {
-                return false;
-            }
-            match store.find_duplicate_key(info) {
-                Some(e) => {
-                    say(&files_bar, global.quiet, format!(
-                        "duplicate: {} has the same (subject, session, task, run) as {} (from {}); not ingested (use --allow-duplicates)",
-                        file.display(),
-                        e.id,
-                        e.provenance.source_path
-                    ));
-                    true
+    // Two-stage pipeline: a reading thread opens (hashes) and decodes file k+1 while this
+    // thread writes and fsyncs file k. Results come back in input order (ids are
+    // deterministic); at most one prepared file waits in the channel.
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<anyhow::Result<Prepared>>(1);
+        let (files_ref, args_ref, known_ref) = (&files, &args, &known);
+        scope.spawn(move || {
+            for input in files_ref {
+                if tx.send(prepare(input, args_ref, known_ref)).is_err() {
+                    break; // the writer stopped (error): stop reading
                 }
-                None => false,
             }
-        };
-        if input.how == How::Raw {
-            let mut reader = match &input.bids {
-                Some(b) => b.open()?,
-                None => neurofm_io::open_raw(file)?,
+        });
+        for input in &files {
+            let file = &input.path;
+            files_bar.set_message(file.display().to_string());
+            let prepared = rx
+                .recv()
+                .map_err(|_| anyhow::anyhow!("the reading thread stopped"))??;
+            let present = store.find_source(&prepared.sha, None).map(|e| e.id.clone());
+            let what = match (prepared.what, present) {
+                (What::Known, None) | (_, Some(_)) => {
+                    let id = store
+                        .find_source(&prepared.sha, None)
+                        .map(|e| format!(" as {}", e.id))
+                        .unwrap_or_default();
+                    say(
+                        &files_bar,
+                        global.quiet,
+                        format!("skip {} (already in the store{id})", file.display()),
+                    );
+                    skipped += 1;
+                    files_bar.inc(1);
+                    continue;
+                }
+                (w, None) => w,
             };
-            let mut info = reader.info().clone();
-            apply_overrides(&args, pattern.as_ref(), file, &mut info, &mut labels)?;
-            if duplicate(&store, &info) {
-                duplicates += 1;
-                files_bar.inc(1);
-                continue;
-            }
-            let mut wrapped = WithInfo {
-                inner: reader.as_mut(),
-                info,
+            let mut labels = base_labels.clone();
+            let duplicate = |store: &Store, info: &neurofm_core::Info| -> bool {
+                if args.allow_duplicates {
+                    return false;
+                }
+                match store.find_duplicate_key(info) {
+                    Some(e) => {
+                        say(&files_bar, global.quiet, format!(
+                            "duplicate: {} has the same (subject, session, task, run) as {} (from {}); not ingested (use --allow-duplicates)",
+                            file.display(),
+                            e.id,
+                            e.provenance.source_path
+                        ));
+                        true
+                    }
+                    None => false,
+                }
             };
-            store
-                .add_from_reader(
-                    &mut wrapped,
-                    NewEntry {
-                        labels,
-                        ..NewEntry::default()
-                    },
-                    &mut |_, _| {},
-                )
-                .with_context(|| format!("ingesting {}", file.display()))?;
-        } else {
-            let (mut rec, mut entry, summary) = read_in_memory(file, input.how, &args)?;
-            apply_overrides(&args, pattern.as_ref(), file, &mut rec.info, &mut labels)?;
-            if duplicate(&store, &rec.info) {
-                duplicates += 1;
-                files_bar.inc(1);
-                continue;
+            match what {
+                // skipped above
+                What::Known => continue,
+                What::Stream(mut reader) => {
+                    let mut info = reader.info().clone();
+                    apply_overrides(&args, pattern.as_ref(), file, &mut info, &mut labels)?;
+                    if duplicate(&store, &info) {
+                        duplicates += 1;
+                        files_bar.inc(1);
+                        continue;
+                    }
+                    let mut wrapped = WithInfo {
+                        inner: reader.as_mut(),
+                        info,
+                    };
+                    store
+                        .add_from_reader(
+                            &mut wrapped,
+                            NewEntry {
+                                labels,
+                                ..NewEntry::default()
+                            },
+                            &mut |_, _| {},
+                        )
+                        .with_context(|| format!("ingesting {}", file.display()))?;
+                }
+                What::Memory(mut rec) => {
+                    apply_overrides(&args, pattern.as_ref(), file, &mut rec.info, &mut labels)?;
+                    if duplicate(&store, &rec.info) {
+                        duplicates += 1;
+                        files_bar.inc(1);
+                        continue;
+                    }
+                    store
+                        .add(
+                            &rec,
+                            NewEntry {
+                                labels,
+                                ..NewEntry::default()
+                            },
+                        )
+                        .with_context(|| format!("ingesting {}", file.display()))?;
+                }
+                What::Calcium {
+                    mut rec,
+                    mut entry,
+                    summary,
+                } => {
+                    apply_overrides(&args, pattern.as_ref(), file, &mut rec.info, &mut labels)?;
+                    if duplicate(&store, &rec.info) {
+                        duplicates += 1;
+                        files_bar.inc(1);
+                        continue;
+                    }
+                    for (k, v) in labels {
+                        entry.labels.entry(k).or_insert(v);
+                    }
+                    let id = store
+                        .add(&rec, entry)
+                        .with_context(|| format!("ingesting {}", file.display()))?;
+                    say(
+                        &files_bar,
+                        global.quiet,
+                        format!("{summary}\n  stored as {id}"),
+                    );
+                }
             }
-            for (k, v) in labels {
-                entry.labels.entry(k).or_insert(v);
-            }
-            let id = store
-                .add(&rec, entry)
-                .with_context(|| format!("ingesting {}", file.display()))?;
-            say(
-                &files_bar,
-                global.quiet,
-                format!("{summary}\n  stored as {id}"),
-            );
+            added += 1;
+            files_bar.inc(1);
         }
-        added += 1;
-        files_bar.inc(1);
-    }
+        Ok(())
+    })?;
     files_bar.finish_and_clear();
     store
         .commit()
@@ -695,6 +753,81 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// One input, opened (and hashed) by the reading thread.
+struct Prepared {
+    /// sha256 of the source file.
+    sha: String,
+    what: What,
+}
+
+enum What {
+    /// Already in the store when the ingest started: not read.
+    Known,
+    /// Opened; read block by block while writing.
+    Stream(Box<dyn neurofm_io::RawReader>),
+    /// Decoded ahead.
+    Memory(neurofm_core::Recording),
+    /// A homogenized calcium recording or ROI series, with its store extras and summary.
+    Calcium {
+        rec: neurofm_core::Recording,
+        entry: NewEntry,
+        summary: String,
+    },
+}
+
+/// Opens one input; decodes it when it is small and not already in the store. The file is
+/// hashed once (the readers record its sha256 in the provenance).
+fn prepare(input: &Input, args: &Args, known: &HashSet<String>) -> anyhow::Result<Prepared> {
+    let file = &input.path;
+    if input.how != How::Raw {
+        let sha = neurofm_io::sha256_file(file)?;
+        if known.contains(&sha) {
+            return Ok(Prepared {
+                sha,
+                what: What::Known,
+            });
+        }
+        let (rec, entry, summary) = read_in_memory(file, input.how, args)?;
+        return Ok(Prepared {
+            sha,
+            what: What::Calcium {
+                rec,
+                entry,
+                summary,
+            },
+        });
+    }
+    let mut reader = match &input.bids {
+        Some(b) => b.open()?,
+        None => neurofm_io::open_raw(file)?,
+    };
+    let sha = match reader.info().provenance.source_sha256.as_str() {
+        "" => neurofm_io::sha256_file(file)?,
+        s => s.to_string(),
+    };
+    if known.contains(&sha) {
+        return Ok(Prepared {
+            sha,
+            what: What::Known,
+        });
+    }
+    let per_time = match reader.volume_geometry() {
+        Some((d, _)) => d.iter().product::<usize>(),
+        None => reader.info().n_channels(),
+    };
+    let bytes = per_time.saturating_mul(reader.n_times()).saturating_mul(4);
+    let what = if bytes <= args.prefetch_mib.saturating_mul(1 << 20) {
+        What::Memory(
+            reader
+                .read_all()
+                .with_context(|| format!("reading {}", file.display()))?,
+        )
+    } else {
+        What::Stream(reader)
+    };
+    Ok(Prepared { sha, what })
 }
 
 /// Prints an informational line above the bar, or on stderr when the bar is hidden (no TTY);
