@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Ingest speed on the 28 EEGMAT EDF files, in one run:
 #   neurofm read_all   (release example: open + decode every sample to f32 SI, in memory)
-#   neurofm ingest     (release CLI: read + write a store into a fresh temp dir)
+#   neurofm ingest     (release CLI: read + write a store (fsync'd, atomic) into a fresh temp dir)
 #   MNE 1.13.2         (read_raw_edf(preload=True) + get_data(), in-process)
+#   MNE + npy          (the same, then np.save of the float32 array per file into a temp dir)
+#   MNE + fif          (read_raw_edf(preload=True) + raw.save(fif) per file into a temp dir)
 #   pyedflib 0.1.42    (EdfReader + readSignal for every channel, in-process)
-# Prints the best and median wall time of REPEATS runs (default 5) after one warm-up
-# (page cache warm for everyone). Python tools are timed in-process (interpreter start and
+# The tools run interleaved (one run of each per round) after one warm-up round (page cache
+# warm for everyone); prints the best and median wall time of REPEATS rounds (default 5) and the
+# load average before and after. Python tools are timed in-process (interpreter start and
 # imports excluded); neurofm is timed as a subprocess (process start included).
 #
 # Usage: scripts/bench/ingest_eegmat.sh   (NEUROFM_SHARED overrides ../shared; INGEST=0 leaves
@@ -24,7 +27,7 @@ cargo build --release -q -p neurofm-io --example read_all
 INGEST=${INGEST:-1}
 if [ "$INGEST" = 1 ]; then cargo build --release -q -p neurofm; fi
 echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores"
-"$VENV/bin/python" - "$DATA" "$REPEATS" "$ROOT/target/release" "$INGEST" <<'PY'
+"$VENV/bin/python" - "$DATA" "$REPEATS" "${CARGO_TARGET_DIR:-$ROOT/target}/release" "$INGEST" <<'PY'
 import glob, os, shutil, statistics, subprocess, sys, tempfile, time
 import mne, numpy as np, pyedflib
 
@@ -50,6 +53,24 @@ def mne_read():
     for f in files:
         mne.io.read_raw_edf(f, preload=True, verbose="error").get_data()
 
+def mne_npy():
+    d = tempfile.mkdtemp()
+    try:
+        for i, f in enumerate(files):
+            x = mne.io.read_raw_edf(f, preload=True, verbose="error").get_data()
+            np.save(os.path.join(d, f"{i}.npy"), x.astype(np.float32))
+    finally:
+        shutil.rmtree(d)
+
+def mne_fif():
+    d = tempfile.mkdtemp()
+    try:
+        for i, f in enumerate(files):
+            raw = mne.io.read_raw_edf(f, preload=True, verbose="error")
+            raw.save(os.path.join(d, f"{i}_raw.fif"), verbose="error")
+    finally:
+        shutil.rmtree(d)
+
 def pyedflib_read():
     for f in files:
         r = pyedflib.EdfReader(f)
@@ -62,17 +83,21 @@ def pyedflib_read():
 tools = [("neurofm read_all", neurofm_read_all)]
 if ingest:
     tools.append(("neurofm ingest", neurofm_ingest))
-tools += [("MNE read_raw_edf", mne_read), ("pyedflib", pyedflib_read)]
-res = {}
+tools += [("MNE read_raw_edf", mne_read), ("MNE + npy", mne_npy), ("MNE + fif", mne_fif),
+          ("pyedflib", pyedflib_read)]
+print("load average before:", open("/proc/loadavg").read().split()[:3])
 for name, fn in tools:
-    fn()  # warm-up
-    ts = []
-    for _ in range(repeats):
-        t = time.perf_counter(); fn(); ts.append(time.perf_counter() - t)
-    res[name] = (min(ts), statistics.median(ts))
+    fn()  # warm-up round
+times = {name: [] for name, _ in tools}
+for _ in range(repeats):
+    for name, fn in tools:
+        t = time.perf_counter(); fn(); times[name].append(time.perf_counter() - t)
+print("load average after: ", open("/proc/loadavg").read().split()[:3])
+res = {name: (min(ts), statistics.median(ts)) for name, ts in times.items()}
 base = res["MNE read_raw_edf"][1]
 print(f"EEGMAT: {len(files)} files, {mb:.1f} MB; best / median of {repeats} runs")
-print(f"{'tool':<20} {'best s':>8} {'median s':>9} {'MB/s':>8} {'vs MNE':>7}")
+print(f"{'tool':<20} {'best s':>8} {'median s':>9} {'MB/s':>8} {'vs MNE':>7} {'vs MNE+npy':>10} {'vs MNE+fif':>10}")
+npy, fif = res["MNE + npy"][1], res["MNE + fif"][1]
 for name, (best, med) in res.items():
-    print(f"{name:<20} {best:8.3f} {med:9.3f} {mb / med:8.1f} {base / med:6.1f}x")
+    print(f"{name:<20} {best:8.3f} {med:9.3f} {mb / med:8.1f} {base / med:6.1f}x {npy / med:9.1f}x {fif / med:9.1f}x")
 PY

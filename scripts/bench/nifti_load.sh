@@ -28,7 +28,7 @@ fi
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check "nibabel==5.4.2" "numpy<3"
 
 cargo build -q --release -p neurofm-io --example nifti_load
-BIN="$ROOT/target/release/examples/nifti_load"
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/nifti_load"
 
 echo "machine: $(uname -m), $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
 echo "repeats: $REPS (median of per-load wall time, ms)"

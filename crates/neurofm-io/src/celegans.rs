@@ -1005,7 +1005,8 @@ pub fn homogenize(
 }
 
 /// Like [`homogenize`] (common time step, NaN fill, smoothing, z-score, covariates), but keeps
-/// the recording's own ROIs as rows, in file order, with their names. For recordings whose ROIs
+/// the recording's own ROIs as rows, in file order, with their names (`roiNNN`, 1-based, for an
+/// unnamed column). For recordings whose ROIs
 /// have no neuron names (the Dag et al. files without a NeuroPAL label table). The mask has one
 /// value per ROI: 0 for an all-NaN ROI (stored as zeros, flagged bad), else 1.
 pub fn resample_rois(
@@ -1020,6 +1021,10 @@ pub fn resample_rois(
     let mut mask = vec![0f32; n_ch];
     let mut channels = rec.recording.info.channels.clone();
     for (c, ch) in channels.iter_mut().enumerate() {
+        if ch.name.trim().is_empty() {
+            // an unnamed matrix column
+            ch.name = format!("roi{:03}", c + 1);
+        }
         let x: Vec<f64> = data[c * n_t..(c + 1) * n_t]
             .iter()
             .map(|&v| v as f64)
