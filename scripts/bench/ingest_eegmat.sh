@@ -26,8 +26,13 @@ cd "$ROOT"
 cargo build --release -q -p neurofm-io --example read_all
 INGEST=${INGEST:-1}
 if [ "$INGEST" = 1 ]; then cargo build --release -q -p neurofm; fi
+# Time copies of the binaries: the target directory may be shared with other builds.
+REL=${CARGO_TARGET_DIR:-$ROOT/target}/release
+BIN=$(mktemp -d); trap 'rm -rf "$BIN"' EXIT
+mkdir -p "$BIN/examples"; cp "$REL/examples/read_all" "$BIN/examples/"
+if [ "$INGEST" = 1 ]; then cp "$REL/neurofm" "$BIN/"; fi
 echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores"
-"$VENV/bin/python" - "$DATA" "$REPEATS" "${CARGO_TARGET_DIR:-$ROOT/target}/release" "$INGEST" <<'PY'
+"$VENV/bin/python" - "$DATA" "$REPEATS" "$BIN" "$INGEST" <<'PY'
 import glob, os, shutil, statistics, subprocess, sys, tempfile, time
 import mne, numpy as np, pyedflib
 

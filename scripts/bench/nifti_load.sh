@@ -28,10 +28,13 @@ fi
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check "nibabel==5.4.2" "numpy<3"
 
 cargo build -q --release -p neurofm-io --example nifti_load
-BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/nifti_load"
+# Time a copy of the binary: the target directory may be shared with other builds.
+TMPBIN=$(mktemp -d); trap 'rm -rf "$TMPBIN"' EXIT
+cp "${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/nifti_load" "$TMPBIN/"
+BIN="$TMPBIN/nifti_load"
 
 echo "machine: $(uname -m), $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
-echo "repeats: $REPS (median of per-load wall time, ms)"
+echo "repeats: $REPS (median of per-load wall time, ms); load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 "$BIN" "$REPS" "${FILES[@]}" > /tmp/neurofm_nifti_bench.$$ 2>/dev/null
 "$VENV/bin/python" - "$REPS" "${FILES[@]}" <<'PY' > /tmp/nibabel_nifti_bench.$$
 import sys, time, statistics
