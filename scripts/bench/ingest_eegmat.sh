@@ -23,14 +23,21 @@ VENV=$ROOT/scripts/.venv
 if [ ! -x "$VENV/bin/python" ]; then python3 -m venv "$VENV"; fi
 "$VENV/bin/pip" install -q mne==1.13.2 pyedflib==0.1.42 numpy scipy
 cd "$ROOT"
-cargo build --release -q -p neurofm-io --example read_all
 INGEST=${INGEST:-1}
-if [ "$INGEST" = 1 ]; then cargo build --release -q -p neurofm; fi
-# Time copies of the binaries: the target directory may be shared with other builds.
+# Build, then time copies taken right away: when the target directory is shared, another
+# checkout's build writes the same paths (cargo names the artifacts alike), so copy at once and
+# check that the CLI is this checkout's (it has `ingest-connectome`).
 REL=${CARGO_TARGET_DIR:-$ROOT/target}/release
 BIN=$(mktemp -d); trap 'rm -rf "$BIN"' EXIT
-mkdir -p "$BIN/examples"; cp "$REL/examples/read_all" "$BIN/examples/"
-if [ "$INGEST" = 1 ]; then cp "$REL/neurofm" "$BIN/"; fi
+mkdir -p "$BIN/examples"
+cargo build --release -q -p neurofm-io --example read_all
+cp "$REL/examples/read_all" "$BIN/examples/read_all"
+if [ "$INGEST" = 1 ]; then
+    cargo build --release -q -p neurofm
+    cp "$REL/neurofm" "$BIN/neurofm"
+    "$BIN/neurofm" ingest-connectome --help > /dev/null ||
+        { echo "target/release/neurofm is another checkout's build; rerun" >&2; exit 1; }
+fi
 echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores"
 "$VENV/bin/python" - "$DATA" "$REPEATS" "$BIN" "$INGEST" <<'PY'
 import glob, os, shutil, statistics, subprocess, sys, tempfile, time

@@ -27,10 +27,11 @@ if [[ ! -x "$VENV/bin/python" ]]; then
 fi
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check "nibabel==5.4.2" "numpy<3"
 
+# Build, then time a copy taken right away (a shared target directory may be rewritten by
+# another checkout's build).
 cargo build -q --release -p neurofm-io --example nifti_load
-# Time a copy of the binary: the target directory may be shared with other builds.
 TMPBIN=$(mktemp -d); trap 'rm -rf "$TMPBIN"' EXIT
-cp "${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/nifti_load" "$TMPBIN/"
+cp "${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/nifti_load" "$TMPBIN/nifti_load"
 BIN="$TMPBIN/nifti_load"
 
 echo "machine: $(uname -m), $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
