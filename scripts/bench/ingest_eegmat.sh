@@ -12,7 +12,8 @@
 # imports excluded); neurofm is timed as a subprocess (process start included).
 #
 # Usage: scripts/bench/ingest_eegmat.sh   (NEUROFM_SHARED overrides ../shared; INGEST=0 leaves
-# out `neurofm ingest`, which needs a release build of the whole CLI)
+# out `neurofm ingest`, which needs a release build of the whole CLI; BIN_DIR=DIR times the
+# binaries DIR/neurofm and DIR/examples/read_all instead of building them)
 # Creates scripts/.venv (gitignored) and pip-installs mne==1.13.2 pyedflib==0.1.42 numpy scipy.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -24,19 +25,23 @@ if [ ! -x "$VENV/bin/python" ]; then python3 -m venv "$VENV"; fi
 "$VENV/bin/pip" install -q mne==1.13.2 pyedflib==0.1.42 numpy scipy
 cd "$ROOT"
 INGEST=${INGEST:-1}
-# Build, then time copies taken right away: when the target directory is shared, another
-# checkout's build writes the same paths (cargo names the artifacts alike), so copy at once and
-# check that the CLI is this checkout's (it has `ingest-connectome`).
-REL=${CARGO_TARGET_DIR:-$ROOT/target}/release
+# Build, then time copies taken right away. When the target directory is shared with other
+# checkouts, cargo names their artifacts alike and may reuse or overwrite them: then build and
+# copy the binaries yourself and pass the folder as BIN_DIR (neurofm, examples/read_all).
 BIN=$(mktemp -d); trap 'rm -rf "$BIN"' EXIT
 mkdir -p "$BIN/examples"
-cargo build --release -q -p neurofm-io --example read_all
-cp "$REL/examples/read_all" "$BIN/examples/read_all"
+if [ -n "${BIN_DIR:-}" ]; then
+    cp "$BIN_DIR/examples/read_all" "$BIN/examples/read_all"
+    if [ "$INGEST" = 1 ]; then cp "$BIN_DIR/neurofm" "$BIN/neurofm"; fi
+else
+    REL=${CARGO_TARGET_DIR:-$ROOT/target}/release
+    cargo build --release -q -p neurofm-io -p neurofm --bins --example read_all
+    cp "$REL/examples/read_all" "$BIN/examples/read_all"
+    if [ "$INGEST" = 1 ]; then cp "$REL/neurofm" "$BIN/neurofm"; fi
+fi
 if [ "$INGEST" = 1 ]; then
-    cargo build --release -q -p neurofm
-    cp "$REL/neurofm" "$BIN/neurofm"
     "$BIN/neurofm" ingest-connectome --help > /dev/null ||
-        { echo "target/release/neurofm is another checkout's build; rerun" >&2; exit 1; }
+        { echo "the neurofm binary is another checkout's build (see BIN_DIR above)" >&2; exit 1; }
 fi
 echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores"
 "$VENV/bin/python" - "$DATA" "$REPEATS" "$BIN" "$INGEST" <<'PY'

@@ -29,9 +29,15 @@ fi
 
 # Build, then time a copy taken right away (a shared target directory may be rewritten by
 # another checkout's build).
-cargo build -q --release -p neurofm-io --example nifti_load
+# (NIFTI_LOAD=PATH times that binary instead: cargo names the artifacts of checkouts sharing a
+# target directory alike, so another checkout's build can replace ours.)
 TMPBIN=$(mktemp -d); trap 'rm -rf "$TMPBIN"' EXIT
-cp "${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/nifti_load" "$TMPBIN/nifti_load"
+if [[ -n "${NIFTI_LOAD:-}" ]]; then
+    cp "$NIFTI_LOAD" "$TMPBIN/nifti_load"
+else
+    cargo build -q --release -p neurofm-io --example nifti_load
+    cp "${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/nifti_load" "$TMPBIN/nifti_load"
+fi
 BIN="$TMPBIN/nifti_load"
 
 echo "machine: $(uname -m), $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
