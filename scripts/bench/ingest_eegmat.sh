@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # Ingest speed on the 28 EEGMAT EDF files, in one run:
 #   neurofm read_all   (release example: open + decode every sample to f32 SI, in memory)
-#   neurofm ingest     (release CLI: read + write a store into a fresh temp dir)
+#   neurofm ingest     (release CLI: read + write a store (fsync'd, atomic) into a fresh temp dir)
 #   MNE 1.13.2         (read_raw_edf(preload=True) + get_data(), in-process)
+#   MNE + npy          (the same, then np.save of the float32 array per file into a temp dir)
+#   MNE + fif          (read_raw_edf(preload=True) + raw.save(fif) per file into a temp dir)
 #   pyedflib 0.1.42    (EdfReader + readSignal for every channel, in-process)
-# Prints the best and median wall time of REPEATS runs (default 5) after one warm-up
-# (page cache warm for everyone). Python tools are timed in-process (interpreter start and
+# The tools run interleaved (one run of each per round) after one warm-up round (page cache
+# warm for everyone); prints the best and median wall time of REPEATS rounds (default 5) and the
+# load average before and after. Python tools are timed in-process (interpreter start and
 # imports excluded); neurofm is timed as a subprocess (process start included).
 #
 # Usage: scripts/bench/ingest_eegmat.sh   (NEUROFM_SHARED overrides ../shared; INGEST=0 leaves
-# out `neurofm ingest`, which needs a release build of the whole CLI)
+# out `neurofm ingest`, which needs a release build of the whole CLI; BIN_DIR=DIR times the
+# binaries DIR/neurofm and DIR/examples/read_all instead of building them)
 # Creates scripts/.venv (gitignored) and pip-installs mne==1.13.2 pyedflib==0.1.42 numpy scipy.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -20,11 +24,27 @@ VENV=$ROOT/scripts/.venv
 if [ ! -x "$VENV/bin/python" ]; then python3 -m venv "$VENV"; fi
 "$VENV/bin/pip" install -q mne==1.13.2 pyedflib==0.1.42 numpy scipy
 cd "$ROOT"
-cargo build --release -q -p neurofm-io --example read_all
 INGEST=${INGEST:-1}
-if [ "$INGEST" = 1 ]; then cargo build --release -q -p neurofm; fi
+# Build, then time copies taken right away. When the target directory is shared with other
+# checkouts, cargo names their artifacts alike and may reuse or overwrite them: then build and
+# copy the binaries yourself and pass the folder as BIN_DIR (neurofm, examples/read_all).
+BIN=$(mktemp -d); trap 'rm -rf "$BIN"' EXIT
+mkdir -p "$BIN/examples"
+if [ -n "${BIN_DIR:-}" ]; then
+    cp "$BIN_DIR/examples/read_all" "$BIN/examples/read_all"
+    if [ "$INGEST" = 1 ]; then cp "$BIN_DIR/neurofm" "$BIN/neurofm"; fi
+else
+    REL=${CARGO_TARGET_DIR:-$ROOT/target}/release
+    cargo build --release -q -p neurofm-io -p neurofm --bins --example read_all
+    cp "$REL/examples/read_all" "$BIN/examples/read_all"
+    if [ "$INGEST" = 1 ]; then cp "$REL/neurofm" "$BIN/neurofm"; fi
+fi
+if [ "$INGEST" = 1 ]; then
+    "$BIN/neurofm" ingest-connectome --help > /dev/null ||
+        { echo "the neurofm binary is another checkout's build (see BIN_DIR above)" >&2; exit 1; }
+fi
 echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores"
-"$VENV/bin/python" - "$DATA" "$REPEATS" "$ROOT/target/release" "$INGEST" <<'PY'
+"$VENV/bin/python" - "$DATA" "$REPEATS" "$BIN" "$INGEST" <<'PY'
 import glob, os, shutil, statistics, subprocess, sys, tempfile, time
 import mne, numpy as np, pyedflib
 
@@ -50,6 +70,24 @@ def mne_read():
     for f in files:
         mne.io.read_raw_edf(f, preload=True, verbose="error").get_data()
 
+def mne_npy():
+    d = tempfile.mkdtemp()
+    try:
+        for i, f in enumerate(files):
+            x = mne.io.read_raw_edf(f, preload=True, verbose="error").get_data()
+            np.save(os.path.join(d, f"{i}.npy"), x.astype(np.float32))
+    finally:
+        shutil.rmtree(d)
+
+def mne_fif():
+    d = tempfile.mkdtemp()
+    try:
+        for i, f in enumerate(files):
+            raw = mne.io.read_raw_edf(f, preload=True, verbose="error")
+            raw.save(os.path.join(d, f"{i}_raw.fif"), verbose="error")
+    finally:
+        shutil.rmtree(d)
+
 def pyedflib_read():
     for f in files:
         r = pyedflib.EdfReader(f)
@@ -62,17 +100,21 @@ def pyedflib_read():
 tools = [("neurofm read_all", neurofm_read_all)]
 if ingest:
     tools.append(("neurofm ingest", neurofm_ingest))
-tools += [("MNE read_raw_edf", mne_read), ("pyedflib", pyedflib_read)]
-res = {}
+tools += [("MNE read_raw_edf", mne_read), ("MNE + npy", mne_npy), ("MNE + fif", mne_fif),
+          ("pyedflib", pyedflib_read)]
+print("load average before:", open("/proc/loadavg").read().split()[:3])
 for name, fn in tools:
-    fn()  # warm-up
-    ts = []
-    for _ in range(repeats):
-        t = time.perf_counter(); fn(); ts.append(time.perf_counter() - t)
-    res[name] = (min(ts), statistics.median(ts))
+    fn()  # warm-up round
+times = {name: [] for name, _ in tools}
+for _ in range(repeats):
+    for name, fn in tools:
+        t = time.perf_counter(); fn(); times[name].append(time.perf_counter() - t)
+print("load average after: ", open("/proc/loadavg").read().split()[:3])
+res = {name: (min(ts), statistics.median(ts)) for name, ts in times.items()}
 base = res["MNE read_raw_edf"][1]
 print(f"EEGMAT: {len(files)} files, {mb:.1f} MB; best / median of {repeats} runs")
-print(f"{'tool':<20} {'best s':>8} {'median s':>9} {'MB/s':>8} {'vs MNE':>7}")
+print(f"{'tool':<20} {'best s':>8} {'median s':>9} {'MB/s':>8} {'vs MNE':>7} {'vs MNE+npy':>10} {'vs MNE+fif':>10}")
+npy, fif = res["MNE + npy"][1], res["MNE + fif"][1]
 for name, (best, med) in res.items():
-    print(f"{name:<20} {best:8.3f} {med:9.3f} {mb / med:8.1f} {base / med:6.1f}x")
+    print(f"{name:<20} {best:8.3f} {med:9.3f} {mb / med:8.1f} {base / med:6.1f}x {npy / med:9.1f}x {fif / med:9.1f}x")
 PY

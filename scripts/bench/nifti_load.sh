@@ -27,11 +27,21 @@ if [[ ! -x "$VENV/bin/python" ]]; then
 fi
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check "nibabel==5.4.2" "numpy<3"
 
-cargo build -q --release -p neurofm-io --example nifti_load
-BIN="$ROOT/target/release/examples/nifti_load"
+# Build, then time a copy taken right away (a shared target directory may be rewritten by
+# another checkout's build).
+# (NIFTI_LOAD=PATH times that binary instead: cargo names the artifacts of checkouts sharing a
+# target directory alike, so another checkout's build can replace ours.)
+TMPBIN=$(mktemp -d); trap 'rm -rf "$TMPBIN"' EXIT
+if [[ -n "${NIFTI_LOAD:-}" ]]; then
+    cp "$NIFTI_LOAD" "$TMPBIN/nifti_load"
+else
+    cargo build -q --release -p neurofm-io --example nifti_load
+    cp "${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/nifti_load" "$TMPBIN/nifti_load"
+fi
+BIN="$TMPBIN/nifti_load"
 
 echo "machine: $(uname -m), $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
-echo "repeats: $REPS (median of per-load wall time, ms)"
+echo "repeats: $REPS (median of per-load wall time, ms); load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 "$BIN" "$REPS" "${FILES[@]}" > /tmp/neurofm_nifti_bench.$$ 2>/dev/null
 "$VENV/bin/python" - "$REPS" "${FILES[@]}" <<'PY' > /tmp/nibabel_nifti_bench.$$
 import sys, time, statistics

@@ -140,6 +140,12 @@ pub fn read_h5_f64(
     Ok((shape, data))
 }
 
+/// Opens `path` and reads one numeric dataset as `f64` with its shape (see [`read_h5_f64`]).
+pub fn read_h5_dataset_f64(path: &Path, name: &str) -> Result<(Vec<usize>, Vec<f64>), IoError> {
+    let f = open_h5(path)?;
+    read_h5_f64(path, &f, name)
+}
+
 fn open_h5(path: &Path) -> Result<Hdf5File, IoError> {
     if !path.exists() {
         return Err(IoError::io(
@@ -450,6 +456,65 @@ pub fn read_neuron_matrix(
     time: TimeAxis,
     unknown: UnknownNames,
 ) -> Result<CalciumRecording, IoError> {
+    read_neuron_matrix_layout(
+        path,
+        dataset,
+        names,
+        time,
+        unknown,
+        crate::csv_series::Layout::TimeByChannel,
+    )
+}
+
+/// [`read_neuron_matrix`] for a matrix stored time × neuron ([`Layout::TimeByChannel`]) or
+/// neuron × time ([`Layout::ChannelByTime`]; CSV headers then do not name neurons, so `names`
+/// is required).
+///
+/// [`Layout::TimeByChannel`]: crate::csv_series::Layout::TimeByChannel
+/// [`Layout::ChannelByTime`]: crate::csv_series::Layout::ChannelByTime
+pub fn read_neuron_matrix_layout(
+    path: &Path,
+    dataset: Option<&str>,
+    names: Option<Vec<String>>,
+    time: TimeAxis,
+    unknown: UnknownNames,
+    layout: crate::csv_series::Layout,
+) -> Result<CalciumRecording, IoError> {
+    let Matrix {
+        rows,
+        cols,
+        data,
+        header,
+    } = read_matrix_any(path, dataset)?;
+    let (rows, cols, data, header) = match layout {
+        crate::csv_series::Layout::TimeByChannel => (rows, cols, data, header),
+        crate::csv_series::Layout::ChannelByTime => {
+            let mut t = vec![0f64; rows * cols];
+            for r in 0..rows {
+                for c in 0..cols {
+                    t[c * rows + r] = data[r * cols + c];
+                }
+            }
+            (cols, rows, t, None)
+        }
+    };
+    neuron_matrix_to_recording(path, rows, cols, data, names.or(header), time, unknown)
+}
+
+/// A 2-D numeric matrix as read from a file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Matrix {
+    pub rows: usize,
+    pub cols: usize,
+    /// `[rows, cols]`, row-major.
+    pub data: Vec<f64>,
+    /// The CSV/TSV header (column names); `None` for other formats.
+    pub header: Option<Vec<String>>,
+}
+
+/// A 2-D numeric matrix from HDF5 (`dataset` required), CSV/TSV (with its header), NPY or MAT
+/// (`dataset` = variable, optional when there is one 2-D numeric variable), by extension.
+pub fn read_matrix_any(path: &Path, dataset: Option<&str>) -> Result<Matrix, IoError> {
     let lower = path.to_string_lossy().to_ascii_lowercase();
     let (rows, cols, data, header): (usize, usize, Vec<f64>, Option<Vec<String>>) =
         if lower.ends_with(".h5") || lower.ends_with(".hdf5") {
@@ -485,11 +550,34 @@ pub fn read_neuron_matrix(
         } else {
             return Err(IoError::Unsupported {
                 path: path.into(),
-                what: "neuron matrix: extension must be .h5/.hdf5, .csv/.tsv, .npy or .mat".into(),
+                what: "matrix: extension must be .h5/.hdf5, .csv/.tsv, .npy or .mat".into(),
             });
         };
+    if data.len() != rows * cols {
+        return Err(IoError::header(
+            path,
+            dataset.unwrap_or("data"),
+            format!("{} values for a {rows} x {cols} matrix", data.len()),
+        ));
+    }
+    Ok(Matrix {
+        rows,
+        cols,
+        data,
+        header,
+    })
+}
+
+fn neuron_matrix_to_recording(
+    path: &Path,
+    rows: usize,
+    cols: usize,
+    data: Vec<f64>,
+    names: Option<Vec<String>>,
+    time: TimeAxis,
+    unknown: UnknownNames,
+) -> Result<CalciumRecording, IoError> {
     let names = names
-        .or(header)
         .ok_or_else(|| IoError::header(path, "names", "a neuron name per column is required"))?;
     if names.len() != cols {
         return Err(IoError::header(
@@ -593,9 +681,10 @@ pub struct HomogenizeOptions {
 /// A recording on the canonical 302 neurons.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Homogenized {
-    /// `[302, n_times]`, row `i` = `NEURONS_302[i]`; rows with `mask == 0` are 0.
+    /// `[302, n_times]`, row `i` = `NEURONS_302[i]`; rows with `mask == 0` are 0
+    /// ([`resample_rois`]: `[n_rois, n_times]` in file order).
     pub recording: Recording,
-    /// 302 values: 1 = recorded and identified, 0 = absent.
+    /// One value per row: 1 = recorded (and, for [`homogenize`], identified), 0 = absent.
     pub mask: Vec<f32>,
     pub covariate_names: Vec<String>,
     /// `[n_covariates, n_times]`.
@@ -665,11 +754,21 @@ pub fn moving_average(x: &[f64], width: usize) -> Vec<f64> {
         .collect()
 }
 
-/// Maps a calcium recording onto the 302 canonical neurons (see the module docs).
-pub fn homogenize(
+/// Which rows a resampled calcium recording has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rows {
+    /// The 302 canonical neurons in [`NEURONS_302`] order, with a mask ([`homogenize`]).
+    Canonical,
+    /// The recording's own ROIs in file order ([`resample_rois`]): for recordings whose ROIs
+    /// carry no neuron names.
+    Rois,
+}
+
+/// The time grid `0, dt, 2 dt, ...` up to the last timestamp, after checking the options.
+fn check_and_grid(
     rec: &CalciumRecording,
     opts: &HomogenizeOptions,
-) -> Result<Homogenized, IoError> {
+) -> Result<(PathBuf, usize, usize, Vec<f64>), IoError> {
     let path = PathBuf::from(&rec.recording.info.provenance.source_path);
     if !(opts.dt_s.is_finite() && opts.dt_s > 0.0) {
         return Err(IoError::header(
@@ -690,7 +789,7 @@ pub fn homogenize(
     let Signal::Channels {
         n_channels,
         n_samples,
-        data,
+        ..
     } = &rec.recording.signal
     else {
         return Err(IoError::header(
@@ -710,22 +809,97 @@ pub fn homogenize(
     let t_end = rec.time_s[n_t - 1];
     let n_out = (t_end / opts.dt_s + 1e-9).floor() as usize + 1;
     let grid: Vec<f64> = (0..n_out).map(|k| k as f64 * opts.dt_s).collect();
-    let mut report = Vec::new();
+    Ok((path, n_ch, n_t, grid))
+}
 
-    let process = |mut x: Vec<f64>, what: &str, report: &mut Vec<String>| -> Option<Vec<f64>> {
-        match fill_nan_linear(&mut x) {
-            None => return None,
-            Some(0) => {}
-            Some(k) => report.push(format!("{what}: {k} NaN samples filled by interpolation")),
+/// NaN fill, resampling onto `grid`, optional smoothing. `None` when no sample is finite.
+fn condition(
+    rec: &CalciumRecording,
+    grid: &[f64],
+    opts: &HomogenizeOptions,
+    mut x: Vec<f64>,
+    what: &str,
+    report: &mut Vec<String>,
+) -> Option<Vec<f64>> {
+    match fill_nan_linear(&mut x) {
+        None => return None,
+        Some(0) => {}
+        Some(k) => report.push(format!("{what}: {k} NaN samples filled by interpolation")),
+    }
+    let mut y = interp_linear(&rec.time_s, &x, grid);
+    if let Some(w) = opts.smooth_samples {
+        if w > 1 {
+            y = moving_average(&y, w);
         }
-        let mut y = interp_linear(&rec.time_s, &x, &grid);
-        if let Some(w) = opts.smooth_samples {
-            if w > 1 {
-                y = moving_average(&y, w);
+    }
+    Some(y)
+}
+
+/// Per-series z-score (population std); a constant series becomes zeros and is reported.
+fn zscore_series(y: &mut [f64], what: &str, report: &mut Vec<String>) {
+    let m = y.iter().sum::<f64>() / y.len() as f64;
+    let sd = (y.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / y.len() as f64).sqrt();
+    if sd > 0.0 {
+        y.iter_mut().for_each(|v| *v = (*v - m) / sd);
+    } else {
+        y.iter_mut().for_each(|v| *v = 0.0);
+        report.push(format!("{what}: constant trace, z-scored to 0"));
+    }
+}
+
+/// Resamples the covariates onto `grid`; all-NaN ones are dropped (reported).
+fn resample_covariates(
+    rec: &CalciumRecording,
+    grid: &[f64],
+    opts: &HomogenizeOptions,
+    n_t: usize,
+    report: &mut Vec<String>,
+) -> (Vec<String>, Vec<f32>) {
+    let mut cov_names = Vec::new();
+    let mut covs = Vec::new();
+    for (k, name) in rec.covariate_names.iter().enumerate() {
+        let Some(x) = rec.covariates.get(k * n_t..(k + 1) * n_t) else {
+            report.push(format!("covariate {name}: missing samples, dropped"));
+            continue;
+        };
+        match condition(
+            rec,
+            grid,
+            opts,
+            x.to_vec(),
+            &format!("covariate {name}"),
+            report,
+        ) {
+            Some(y) => {
+                cov_names.push(name.clone());
+                covs.extend(y.iter().map(|&v| v as f32));
             }
+            None => report.push(format!("covariate {name}: all NaN, dropped")),
         }
-        Some(y)
-    };
+    }
+    (cov_names, covs)
+}
+
+fn describe(opts: &HomogenizeOptions, rows: &str) -> String {
+    format!(
+        "dt {} s (linear interpolation), smoothing {}, z-score {}; {rows}",
+        opts.dt_s,
+        opts.smooth_samples
+            .map(|w| format!("moving average {w} samples"))
+            .unwrap_or_else(|| "none".into()),
+        opts.zscore,
+    )
+}
+
+/// Maps a calcium recording onto the 302 canonical neurons (see the module docs).
+pub fn homogenize(
+    rec: &CalciumRecording,
+    opts: &HomogenizeOptions,
+) -> Result<Homogenized, IoError> {
+    let (path, n_ch, n_t, grid) = check_and_grid(rec, opts)?;
+    let n_out = grid.len();
+    let data = rec.recording.signal.data();
+    let mut report = Vec::new();
 
     // choose one ROI per neuron
     let mut chosen: Vec<Option<usize>> = vec![None; 302];
@@ -740,7 +914,7 @@ pub fn homogenize(
             Some(prev) => {
                 let conf = |i: usize| rec.confidence.get(i).copied().flatten();
                 let keep_new = matches!((conf(c), conf(prev)), (Some(a), Some(b)) if a > b);
-                let (kept, dropped) = if keep_new { (c, prev) } else { (prev, c) };
+                let kept = if keep_new { c } else { prev };
                 chosen[idx] = Some(kept);
                 report.push(format!(
                     "{}: ROIs {} and {} both identified; kept {}",
@@ -749,7 +923,6 @@ pub fn homogenize(
                     ch.name,
                     rec.recording.info.channels[kept].name
                 ));
-                let _ = dropped;
             }
         }
     }
@@ -767,7 +940,7 @@ pub fn homogenize(
             .iter()
             .map(|&v| v as f64)
             .collect();
-        let Some(mut y) = process(x, NEURONS_302[idx], &mut report) else {
+        let Some(mut y) = condition(rec, &grid, opts, x, NEURONS_302[idx], &mut report) else {
             report.push(format!(
                 "{}: trace all NaN, treated as not recorded",
                 NEURONS_302[idx]
@@ -775,17 +948,7 @@ pub fn homogenize(
             continue;
         };
         if opts.zscore {
-            let m = y.iter().sum::<f64>() / y.len() as f64;
-            let sd = (y.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / y.len() as f64).sqrt();
-            if sd > 0.0 {
-                y.iter_mut().for_each(|v| *v = (*v - m) / sd);
-            } else {
-                y.iter_mut().for_each(|v| *v = 0.0);
-                report.push(format!(
-                    "{}: constant trace, z-scored to 0",
-                    NEURONS_302[idx]
-                ));
-            }
+            zscore_series(&mut y, NEURONS_302[idx], &mut report);
         }
         for (o, v) in out[idx * n_out..(idx + 1) * n_out].iter_mut().zip(&y) {
             *o = *v as f32;
@@ -793,18 +956,7 @@ pub fn homogenize(
         mask[idx] = 1.0;
     }
 
-    let mut cov_names = Vec::new();
-    let mut covs = Vec::new();
-    for (k, name) in rec.covariate_names.iter().enumerate() {
-        let x = rec.covariates[k * n_t..(k + 1) * n_t].to_vec();
-        match process(x, &format!("covariate {name}"), &mut report) {
-            Some(y) => {
-                cov_names.push(name.clone());
-                covs.extend(y.iter().map(|&v| v as f32));
-            }
-            None => report.push(format!("covariate {name}: all NaN, dropped")),
-        }
-    }
+    let (cov_names, covs) = resample_covariates(rec, &grid, opts, n_t, &mut report);
 
     let channels = NEURONS_302
         .iter()
@@ -821,14 +973,12 @@ pub fn homogenize(
     info.channels = channels;
     info.metadata.insert(
         "calcium.homogenized".into(),
-        format!(
-            "dt {} s (linear interpolation), smoothing {}, z-score {}; {} of 302 neurons recorded (mask)",
-            opts.dt_s,
-            opts.smooth_samples
-                .map(|w| format!("moving average {w} samples"))
-                .unwrap_or_else(|| "none".into()),
-            opts.zscore,
-            mask.iter().filter(|&&m| m > 0.0).count()
+        describe(
+            opts,
+            &format!(
+                "{} of 302 neurons recorded (mask)",
+                mask.iter().filter(|&&m| m > 0.0).count()
+            ),
         ),
     );
     info.metadata
@@ -852,6 +1002,91 @@ pub fn homogenize(
         covariates: covs,
         report,
     })
+}
+
+/// Like [`homogenize`] (common time step, NaN fill, smoothing, z-score, covariates), but keeps
+/// the recording's own ROIs as rows, in file order, with their names (`roiNNN`, 1-based, for an
+/// unnamed column). For recordings whose ROIs
+/// have no neuron names (the Dag et al. files without a NeuroPAL label table). The mask has one
+/// value per ROI: 0 for an all-NaN ROI (stored as zeros, flagged bad), else 1.
+pub fn resample_rois(
+    rec: &CalciumRecording,
+    opts: &HomogenizeOptions,
+) -> Result<Homogenized, IoError> {
+    let (path, n_ch, n_t, grid) = check_and_grid(rec, opts)?;
+    let n_out = grid.len();
+    let data = rec.recording.signal.data();
+    let mut report = Vec::new();
+    let mut out = vec![0f32; n_ch * n_out];
+    let mut mask = vec![0f32; n_ch];
+    let mut channels = rec.recording.info.channels.clone();
+    for (c, ch) in channels.iter_mut().enumerate() {
+        if ch.name.trim().is_empty() {
+            // an unnamed matrix column
+            ch.name = format!("roi{:03}", c + 1);
+        }
+        let x: Vec<f64> = data[c * n_t..(c + 1) * n_t]
+            .iter()
+            .map(|&v| v as f64)
+            .collect();
+        let Some(mut y) = condition(rec, &grid, opts, x, &ch.name, &mut report) else {
+            report.push(format!("{}: trace all NaN, stored as 0 (mask 0)", ch.name));
+            ch.bad = true;
+            continue;
+        };
+        if opts.zscore {
+            zscore_series(&mut y, &ch.name, &mut report);
+        }
+        for (o, v) in out[c * n_out..(c + 1) * n_out].iter_mut().zip(&y) {
+            *o = *v as f32;
+        }
+        mask[c] = 1.0;
+    }
+    let (cov_names, covs) = resample_covariates(rec, &grid, opts, n_t, &mut report);
+    let mut info = rec.recording.info.clone();
+    info.sfreq_hz = 1.0 / opts.dt_s;
+    info.channels = channels;
+    info.metadata.insert(
+        "calcium.homogenized".into(),
+        describe(
+            opts,
+            &format!(
+                "{} ROIs in file order, not mapped to neurons; {} with data (mask)",
+                n_ch,
+                mask.iter().filter(|&&m| m > 0.0).count()
+            ),
+        ),
+    );
+    info.metadata
+        .insert("calcium.covariates".into(), cov_names.join(","));
+    if !report.is_empty() {
+        info.metadata
+            .insert("calcium.homogenize_report".into(), report.join("; "));
+    }
+    let signal = Signal::channels(n_ch, n_out, out).map_err(|source| IoError::Core {
+        path: path.clone(),
+        source,
+    })?;
+    let recording = Recording::new(info, signal, Vec::new()).map_err(|source| IoError::Core {
+        path: path.clone(),
+        source,
+    })?;
+    Ok(Homogenized {
+        recording,
+        mask,
+        covariate_names: cov_names,
+        covariates: covs,
+        report,
+    })
+}
+
+/// Whether `path` is an HDF5 file with the Dag et al. (2023) layout (`gcamp/trace_array` and
+/// `timing/timestamp_confocal`). `false` for anything that is not a readable HDF5 file.
+pub fn is_dag2023(path: &Path) -> bool {
+    let Ok(f) = open_h5(path) else {
+        return false;
+    };
+    f.dataset("gcamp/trace_array").is_ok() && f.dataset("timing/timestamp_confocal").is_ok()
 }
 
 /// Chemical and gap-junction weights on the canonical neurons.

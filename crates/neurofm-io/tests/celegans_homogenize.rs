@@ -223,3 +223,42 @@ fn connectome_edge_list_and_matrix() {
     let ragged = write(dir.path(), "r.csv", ",AVAL,AVAR\nAVAL,1\n");
     assert!(read_connectome(None, Some(&ragged), UnknownNames::Error).is_err());
 }
+
+#[test]
+fn resample_rois_keeps_file_order_and_flags_all_nan() {
+    let dir = tempfile::tempdir().unwrap();
+    // 3 unnamed ROIs at 1 Hz: a ramp, an all-NaN ROI, a constant with one NaN
+    let p = write(dir.path(), "r.csv", "a,b,c\n0,NaN,2\n2,NaN,NaN\n4,NaN,2\n");
+    let names = Some(vec![String::new(); 3]);
+    let rec =
+        read_neuron_matrix(&p, None, names, TimeAxis::Rate(1.0), UnknownNames::Error).unwrap();
+    let opts = HomogenizeOptions {
+        dt_s: 0.5,
+        smooth_samples: None,
+        zscore: false,
+    };
+    let h = neurofm_io::celegans::resample_rois(&rec, &opts).unwrap();
+    assert_eq!(h.recording.signal.shape(), vec![3, 5]);
+    assert_eq!(h.mask, vec![1.0, 0.0, 1.0]);
+    assert_eq!(
+        h.recording.signal.channel(0).unwrap(),
+        &[0.0, 1.0, 2.0, 3.0, 4.0]
+    );
+    assert!(h
+        .recording
+        .signal
+        .channel(1)
+        .unwrap()
+        .iter()
+        .all(|&v| v == 0.0));
+    assert!(h.recording.info.channels[1].bad && !h.recording.info.channels[0].bad);
+    assert_eq!(h.recording.signal.channel(2).unwrap(), &[2.0; 5]);
+    assert!(
+        h.report.iter().any(|r| r.contains("all NaN")),
+        "{:?}",
+        h.report
+    );
+    // the canonical mapping of the same (unnamed) ROIs places nothing
+    let c = homogenize(&rec, &opts).unwrap();
+    assert!(c.mask.iter().all(|&m| m == 0.0));
+}

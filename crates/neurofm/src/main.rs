@@ -31,6 +31,7 @@ pub struct Global {
 #[derive(Debug, Subcommand)]
 enum Command {
     Ingest(cmd::ingest::Args),
+    IngestConnectome(cmd::ingest_connectome::Args),
     Inspect(cmd::inspect::Args),
     Merge(cmd::merge::Args),
     Prepare(cmd::prepare::Args),
@@ -47,6 +48,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let g = &cli.global;
     match cli.command {
         Command::Ingest(a) => cmd::ingest::run(a, g),
+        Command::IngestConnectome(a) => cmd::ingest_connectome::run(a, g),
         Command::Inspect(a) => cmd::inspect::run(a, g),
         Command::Merge(a) => cmd::merge::run(a, g),
         Command::Prepare(a) => cmd::prepare::run(a, g),

@@ -150,3 +150,36 @@ fn bids_root_is_ingested_with_entities_events_and_participants() {
     assert_eq!(descs, ["left", "right"]);
     assert_eq!(e.annotations[1].onset_s, 5.5);
 }
+
+#[test]
+fn prefetched_and_streamed_ingest_store_the_same_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    write_edfs(&src, &["a.edf", "b.edf", "c.edf"]);
+    let mut data = Vec::new();
+    for mib in ["64", "0"] {
+        let store = tmp.path().join(format!("store{mib}"));
+        let out = neurofm(&[
+            "ingest",
+            src.to_str().unwrap(),
+            "--out",
+            store.to_str().unwrap(),
+            "--prefetch-mib",
+            mib,
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let s = Store::open(&store).unwrap();
+        assert_eq!(s.len(), 3);
+        let all: Vec<(String, Vec<f32>)> = s
+            .entries()
+            .iter()
+            .map(|e| (e.id.clone(), s.view(&e.id).unwrap().data().to_vec()))
+            .collect();
+        data.push(all);
+    }
+    assert_eq!(data[0], data[1]);
+}

@@ -76,57 +76,57 @@ pub(crate) struct RecordEngine {
     buf: Vec<u8>,
 }
 
+/// `out[i] = conv(raw(sample i))` over fixed-size little-endian samples. Generic over `N` and
+/// the two closures so that each sample type gets its own straight-line loop that LLVM
+/// vectorizes (no per-sample match or branch).
+#[inline(always)]
+fn decode_loop<const N: usize>(
+    bytes: &[u8],
+    out: &mut [f32],
+    raw: impl Fn([u8; N]) -> f64,
+    conv: impl Fn(f64) -> f32,
+) {
+    for (o, c) in out.iter_mut().zip(bytes.chunks_exact(N)) {
+        let mut a = [0u8; N];
+        a.copy_from_slice(c);
+        *o = conv(raw(a));
+    }
+}
+
+/// Decodes every sample type with one calibration closure.
+#[inline(always)]
+fn decode_with(bytes: &[u8], dtype: SampleType, out: &mut [f32], conv: impl Fn(f64) -> f32) {
+    match dtype {
+        SampleType::I8 => decode_loop::<1>(bytes, out, |c| c[0] as i8 as f64, conv),
+        SampleType::U8 => decode_loop::<1>(bytes, out, |c| c[0] as f64, conv),
+        SampleType::I16 => decode_loop::<2>(bytes, out, |c| i16::from_le_bytes(c) as f64, conv),
+        SampleType::U16 => decode_loop::<2>(bytes, out, |c| u16::from_le_bytes(c) as f64, conv),
+        SampleType::I24 => decode_loop::<3>(
+            bytes,
+            out,
+            |c| (i32::from_le_bytes([0, c[0], c[1], c[2]]) >> 8) as f64,
+            conv,
+        ),
+        SampleType::I32 => decode_loop::<4>(bytes, out, |c| i32::from_le_bytes(c) as f64, conv),
+        SampleType::U32 => decode_loop::<4>(bytes, out, |c| u32::from_le_bytes(c) as f64, conv),
+        SampleType::F32 => decode_loop::<4>(bytes, out, |c| f32::from_le_bytes(c) as f64, conv),
+        SampleType::I64 => decode_loop::<8>(bytes, out, |c| i64::from_le_bytes(c) as f64, conv),
+        SampleType::U64 => decode_loop::<8>(bytes, out, |c| u64::from_le_bytes(c) as f64, conv),
+        SampleType::F64 => decode_loop::<8>(bytes, out, f64::from_le_bytes, conv),
+    }
+}
+
 /// Decodes and calibrates the samples in `bytes` into `out` (f32, stim channels masked).
+/// The arithmetic is MNE's, in float64: `(digital * cal + offset) * gain`, then cast.
 #[inline]
 fn decode_into(bytes: &[u8], sig: &SignalLayout, out: &mut [f32]) {
     let (cal, off, gain) = (sig.cal, sig.offset, sig.gain);
-    let mask = sig.stim;
-    let conv = |d: f64| -> f32 {
-        let v = (d * cal + off) * gain;
-        if mask {
-            ((v as i64) & 0x1FFFF) as f32
-        } else {
-            v as f32
-        }
-    };
-    macro_rules! run {
-        ($size:expr, $decode:expr) => {
-            for (o, c) in out.iter_mut().zip(bytes.chunks_exact($size)) {
-                *o = conv($decode(c));
-            }
-        };
-    }
-    match sig.dtype {
-        SampleType::I8 => run!(1, |c: &[u8]| c[0] as i8 as f64),
-        SampleType::U8 => run!(1, |c: &[u8]| c[0] as f64),
-        SampleType::I16 => run!(2, |c: &[u8]| i16::from_le_bytes([c[0], c[1]]) as f64),
-        SampleType::U16 => run!(2, |c: &[u8]| u16::from_le_bytes([c[0], c[1]]) as f64),
-        SampleType::I24 => run!(3, |c: &[u8]| {
-            (i32::from_le_bytes([0, c[0], c[1], c[2]]) >> 8) as f64
-        }),
-        SampleType::I32 => run!(4, |c: &[u8]| i32::from_le_bytes([c[0], c[1], c[2], c[3]])
-            as f64),
-        SampleType::U32 => run!(4, |c: &[u8]| u32::from_le_bytes([c[0], c[1], c[2], c[3]])
-            as f64),
-        SampleType::F32 => run!(4, |c: &[u8]| f32::from_le_bytes([c[0], c[1], c[2], c[3]])
-            as f64),
-        SampleType::I64 => {
-            run!(
-                8,
-                |c: &[u8]| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])
-                    as f64
-            )
-        }
-        SampleType::U64 => {
-            run!(
-                8,
-                |c: &[u8]| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])
-                    as f64
-            )
-        }
-        SampleType::F64 => run!(8, |c: &[u8]| f64::from_le_bytes([
-            c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]
-        ])),
+    if sig.stim {
+        decode_with(bytes, sig.dtype, out, |d| {
+            ((((d * cal + off) * gain) as i64) & 0x1FFFF) as f32
+        });
+    } else {
+        decode_with(bytes, sig.dtype, out, |d| ((d * cal + off) * gain) as f32);
     }
 }
 

@@ -3,6 +3,7 @@
 pub mod export;
 pub mod finetune;
 pub mod ingest;
+pub mod ingest_connectome;
 pub mod inspect;
 pub mod merge;
 pub mod prepare;
