@@ -6,10 +6,11 @@
 use std::sync::Arc;
 
 use realfft::num_complex::Complex;
-use realfft::{ComplexToReal, RealFftPlanner, RealToComplex};
+use realfft::num_traits::Float;
+use realfft::{ComplexToReal, FftNum, RealFftPlanner, RealToComplex};
 
 use super::windows::{firwin_lowpass, FirWindow};
-use super::{odd_extend, DspError};
+use super::DspError;
 
 /// MNE's `_length_factors['hamming']`: filter length = 3.3 / transition bandwidth.
 const HAMMING_LENGTH_FACTOR: f64 = 3.3;
@@ -308,13 +309,18 @@ pub fn design_notch(
     construct(sfreq, &freq, &gain, n)
 }
 
-/// A zero-phase FIR filter ready to apply to signals of one length with FFT overlap-add.
-pub struct OlaFilter {
+/// A zero-phase FIR filter ready to apply with FFT overlap-add, in `f64` or `f32` arithmetic.
+///
+/// Before the FFTs the signal's mean `c` is removed and `c · Σh` added back to the output (exact
+/// for a linear filter whenever the odd extension covers half the filter, which is when it is
+/// done); this keeps a large DC offset from dominating the rounding error of `f32` FFTs.
+pub struct OlaFilter<T: FftNum = f64> {
     n_h: usize,
     n_fft: usize,
-    h_spec: Vec<Complex<f64>>,
-    fwd: Arc<dyn RealToComplex<f64>>,
-    inv: Arc<dyn ComplexToReal<f64>>,
+    h_spec: Vec<Complex<T>>,
+    fwd: Arc<dyn RealToComplex<T>>,
+    inv: Arc<dyn ComplexToReal<T>>,
+    sum_h: f64,
     /// `h` itself when it has a single tap.
     scalar: Option<f64>,
 }
@@ -342,8 +348,9 @@ fn choose_n_fft(n_h: usize, n_x: usize) -> usize {
     }
 }
 
-impl OlaFilter {
-    /// Prepares `h` (odd length) for signals of `n_samples` samples.
+impl<T: FftNum + Float> OlaFilter<T> {
+    /// Prepares `h` (odd length) for signals of `n_samples` samples (the FFT length is chosen
+    /// for that length; other lengths are filtered correctly too).
     pub fn new(h: &[f64], n_samples: usize) -> Result<Self, DspError> {
         let n_h = h.len();
         if n_h == 0 || n_h.is_multiple_of(2) {
@@ -352,7 +359,8 @@ impl OlaFilter {
                 format!("zero-phase filtering needs an odd number of taps, got {n_h}"),
             ));
         }
-        let mut planner = RealFftPlanner::<f64>::new();
+        let mut planner = RealFftPlanner::<T>::new();
+        let sum_h = h.iter().sum();
         if n_h == 1 {
             let fwd = planner.plan_fft_forward(2);
             let inv = planner.plan_fft_inverse(2);
@@ -362,53 +370,80 @@ impl OlaFilter {
                 h_spec: Vec::new(),
                 fwd,
                 inv,
+                sum_h,
                 scalar: Some(h[0]),
             });
         }
         let n_edge = n_h.min(n_samples).saturating_sub(1);
         let n_x = n_samples + 2 * n_edge;
         let n_fft = choose_n_fft(n_h, n_x);
-        let fwd = planner.plan_fft_forward(n_fft);
-        let inv = planner.plan_fft_inverse(n_fft);
+        // the filter spectrum in f64, with the inverse FFT's 1/n scaling folded in
+        let mut p64 = RealFftPlanner::<f64>::new();
+        let fwd64 = p64.plan_fft_forward(n_fft);
         let mut buf = vec![0.0f64; n_fft];
         buf[..n_h].copy_from_slice(h);
-        let mut h_spec = fwd.make_output_vec();
-        fwd.process(&mut buf, &mut h_spec)
+        let mut spec64 = fwd64.make_output_vec();
+        fwd64
+            .process(&mut buf, &mut spec64)
             .map_err(|e| DspError::invalid("FFT", e.to_string()))?;
-        // fold the inverse FFT's 1/n scaling into the filter spectrum
         let scale = 1.0 / n_fft as f64;
-        for c in &mut h_spec {
-            *c *= scale;
-        }
+        let cast = |v: f64| T::from_f64(v * scale).unwrap_or_else(T::zero);
+        let h_spec = spec64
+            .iter()
+            .map(|c| Complex::new(cast(c.re), cast(c.im)))
+            .collect();
         Ok(OlaFilter {
             n_h,
             n_fft,
             h_spec,
-            fwd,
-            inv,
+            fwd: planner.plan_fft_forward(n_fft),
+            inv: planner.plan_fft_inverse(n_fft),
+            sum_h,
             scalar: None,
         })
     }
 
     /// Filters one channel: MNE's `_1d_overlap_filter` with `phase='zero'` and
     /// `pad='reflect_limited'` (the output has the input's length and no delay).
-    pub fn apply(&self, x: &[f64]) -> Vec<f64> {
+    pub fn apply(&self, x: &[T]) -> Vec<T> {
+        let mut out = vec![T::zero(); x.len()];
+        self.apply_into(x, &mut out);
+        out
+    }
+
+    /// [`OlaFilter::apply`] into `out`, which must be as long as `x` (extra samples of a
+    /// longer `out` are left alone).
+    pub fn apply_into(&self, x: &[T], out: &mut [T]) {
+        let to_f64 = |v: T| v.to_f64().unwrap_or(0.0);
+        let from_f64 = |v: f64| T::from_f64(v).unwrap_or_else(T::zero);
+        let n = x.len().min(out.len());
         if let Some(g) = self.scalar {
-            return x.iter().map(|v| v * g).collect();
+            for (o, v) in out.iter_mut().zip(x) {
+                *o = from_f64(to_f64(*v) * g);
+            }
+            return;
         }
-        let n = x.len();
         if n == 0 {
-            return Vec::new();
+            return;
         }
+        let x = &x[..n];
         let n_h = self.n_h;
+        let half = (n_h - 1) / 2;
         let n_edge = n_h.min(n).saturating_sub(1);
-        let x_ext = odd_extend(x, n_edge);
+        // remove the mean when the extension covers every tap's reach (see the type's docs)
+        let c = if n_edge >= half {
+            x.iter().map(|v| to_f64(*v)).sum::<f64>() / n as f64
+        } else {
+            0.0
+        };
+        let x_ext = odd_extend_shifted(x, n_edge, c);
         let n_x = x_ext.len();
-        let shift = (n_h - 1) / 2 + n_edge;
+        let shift = half + n_edge;
         // output[i] = full_conv[i + shift], i in 0..n
-        let mut out = vec![0.0f64; n];
+        let out = &mut out[..n];
+        out.fill(T::zero());
         let n_seg = self.n_fft - n_h + 1;
-        let mut buf = vec![0.0f64; self.n_fft];
+        let mut buf = vec![T::zero(); self.n_fft];
         let mut spec = self.fwd.make_output_vec();
         let mut scratch_f = self.fwd.make_scratch_vec();
         let mut scratch_i = self.inv.make_scratch_vec();
@@ -419,32 +454,65 @@ impl OlaFilter {
             let block_end = start + self.n_fft;
             if block_end > shift && start < shift + n {
                 buf[..stop - start].copy_from_slice(&x_ext[start..stop]);
-                buf[stop - start..].fill(0.0);
+                buf[stop - start..].fill(T::zero());
                 // processing errors only arise from wrong buffer lengths, which are fixed here
                 let _ = self
                     .fwd
                     .process_with_scratch(&mut buf, &mut spec, &mut scratch_f);
                 for (s, h) in spec.iter_mut().zip(&self.h_spec) {
-                    *s *= h;
+                    *s = *s * *h;
                 }
                 let _ = self
                     .inv
                     .process_with_scratch(&mut spec, &mut buf, &mut scratch_i);
                 let lo = start.max(shift);
                 let hi = block_end.min(shift + n);
-                for k in lo..hi {
-                    out[k - shift] += buf[k - start];
+                for (o, b) in out[lo - shift..hi - shift]
+                    .iter_mut()
+                    .zip(&buf[lo - start..hi - start])
+                {
+                    *o = *o + *b;
                 }
             }
             start += n_seg;
         }
-        out
+        if c != 0.0 {
+            let dc = c * self.sum_h;
+            for o in out.iter_mut() {
+                *o = from_f64(to_f64(*o) + dc);
+            }
+        }
     }
 }
 
-/// Filters one channel with MNE's zero-phase overlap-add (convenience for a single use).
+/// [`odd_extend`] of `x - c`, computed in `f64` and stored as `T` (`n < x.len()`).
+fn odd_extend_shifted<T: Float>(x: &[T], n: usize, c: f64) -> Vec<T> {
+    let len = x.len();
+    let mut out = Vec::with_capacity(len + 2 * n);
+    let (Some(first), Some(last)) = (x.first(), x.last()) else {
+        return out;
+    };
+    let f = |v: T| v.to_f64().unwrap_or(0.0);
+    let t = |v: f64| T::from(v).unwrap_or_else(T::zero);
+    let (first, last) = (f(*first), f(*last));
+    for i in (1..=n.min(len - 1)).rev() {
+        out.push(t(2.0 * first - f(x[i]) - c));
+    }
+    out.extend(x.iter().map(|v| t(f(*v) - c)));
+    for i in 1..=n.min(len - 1) {
+        out.push(t(2.0 * last - f(x[len - 1 - i]) - c));
+    }
+    out
+}
+
+/// Filters one channel with MNE's zero-phase overlap-add in `f64` (convenience for one use).
 pub fn filter_zero_phase(h: &[f64], x: &[f64]) -> Result<Vec<f64>, DspError> {
-    Ok(OlaFilter::new(h, x.len())?.apply(x))
+    Ok(OlaFilter::<f64>::new(h, x.len())?.apply(x))
+}
+
+/// Filters one channel with the `f32` overlap-add that recipes use.
+pub fn filter_zero_phase_f32(h: &[f64], x: &[f32]) -> Result<Vec<f32>, DspError> {
+    Ok(OlaFilter::<f32>::new(h, x.len())?.apply(x))
 }
 
 #[cfg(test)]
@@ -498,7 +566,7 @@ mod tests {
             .collect();
         let y = filter_zero_phase(&h, &x).unwrap();
         let n_edge = h.len() - 1;
-        let ext = odd_extend(&x, n_edge);
+        let ext = crate::dsp::odd_extend(&x, n_edge);
         let half = (h.len() - 1) / 2;
         for i in [0usize, 1, 17, 500, 998, 999] {
             let mut acc = 0.0;
