@@ -334,7 +334,7 @@ impl Recipe {
 /// Applies `recipe` to every recording of `input` and adds the results to `output`, recording
 /// the recipe and its hash in each new entry. The recipe is validated against every entry before
 /// any work. Recordings are processed in parallel (rayon), one whole recording per worker at a
-/// time, and added in input order, with their extra tensors carried along
+/// time, and added in input order (one batch is written while the next is computed), with their extra tensors carried along
 /// ([`Recipe::apply_with_extras`]). Inputs already in `output` with the same recipe hash are
 /// skipped, so an interrupted run can be resumed. `progress(done, total)` is called after each
 /// recording.
@@ -368,9 +368,9 @@ pub fn prepare_store(
     let total = input.entries().len();
     let done = Mutex::new(report.skipped.len());
     let chunk = rayon::current_num_threads().max(1);
-    for batch in todo.chunks(chunk) {
-        type Prepared = (Recording, Vec<ExtraTensor>, Vec<String>);
-        let results: Vec<Result<Prepared, DataError>> = batch
+    type Prepared = Result<(Recording, Vec<ExtraTensor>, Vec<String>), DataError>;
+    let compute = |batch: &[&Entry]| -> Vec<Prepared> {
+        batch
             .par_iter()
             .map(|e| {
                 let rec = input.read_recording(&e.id)?;
@@ -393,7 +393,13 @@ pub fn prepare_store(
                 }
                 out
             })
-            .collect();
+            .collect()
+    };
+    let write = |batch: &[&Entry],
+                 results: Vec<Prepared>,
+                 output: &mut Store,
+                 report: &mut PrepareReport|
+     -> Result<(), DataError> {
         for (e, r) in batch.iter().zip(results) {
             let (rec, extras, notes) = r?;
             let new = NewEntry {
@@ -407,6 +413,24 @@ pub fn prepare_store(
             }
             report.prepared.push((e.id.clone(), id));
         }
+        Ok(())
+    };
+    // batch k is written while batch k + 1 is computed: at most two batches in memory
+    let mut pending: Option<(&[&Entry], Vec<Prepared>)> = None;
+    for batch in todo.chunks(chunk) {
+        let previous = pending.take();
+        let (written, results) = rayon::join(
+            || match previous {
+                Some((b, r)) => write(b, r, output, &mut report),
+                None => Ok(()),
+            },
+            || compute(batch),
+        );
+        written?;
+        pending = Some((batch, results));
+    }
+    if let Some((b, r)) = pending {
+        write(b, r, output, &mut report)?;
     }
     output.commit()?;
     Ok(report)
