@@ -5,7 +5,8 @@
 # --jobs 1, MNE (one process, single-threaded). Prints wall time and CPU time (user + sys, all
 # threads) of each measurement, then best and median over the repeats, with the load average.
 # Usage: REPEATS=5 scripts/bench/prepare_eegmat.sh   (EEGMAT from $NEUROFM_SHARED/data/eegmat,
-# default <repo>/../shared/data/eegmat; binary from $CARGO_TARGET_DIR, default <repo>/target)
+# default <repo>/../shared/data/eegmat; binary built into $CARGO_TARGET_DIR, default
+# <repo>/target, or $NEUROFM_BIN without building)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 shared="${NEUROFM_SHARED:-$root/../shared}"
@@ -13,11 +14,13 @@ eegmat="$shared/data/eegmat"
 repeats="${REPEATS:-3}"
 [ -d "$eegmat" ] || { echo "error: $eegmat not found (set NEUROFM_SHARED)" >&2; exit 1; }
 cd "$root"
-cargo build --release -q -p neurofm
-bin="${CARGO_TARGET_DIR:-$root/target}/release/neurofm"
+[ -n "${NEUROFM_BIN:-}" ] || cargo build --release -q -p neurofm
 recipe="$root/configs/recipes/eegmat-200hz.toml"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
+# a private copy: a shared CARGO_TARGET_DIR may get another checkout's binary while we run
+cp "${NEUROFM_BIN:-${CARGO_TARGET_DIR:-$root/target}/release/neurofm}" "$work/neurofm"
+bin="$work/neurofm"
 # prints "<wall s> <cpu s>" of a command (its children included)
 timed() {
   python3 - "$@" <<'PY'
