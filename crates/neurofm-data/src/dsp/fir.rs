@@ -325,27 +325,24 @@ pub struct OlaFilter<T: FftNum = f64> {
     scalar: Option<f64>,
 }
 
-/// MNE's FFT length choice (`_overlap_add_filter`, `n_fft=None`).
+/// The FFT length for overlap-add: the power of two (at least `2 n_h - 1`) with the fewest FFT
+/// operations over the whole extended signal, `ceil(n_x / (n - n_h + 1)) · n · (log2 n + 1)`.
+/// Every length gives the same result up to rounding; MNE's own choice adds a penalty for long
+/// FFTs that makes it pick the shortest, which costs 15–25% more work for 3301–5501 taps.
 fn choose_n_fft(n_h: usize, n_x: usize) -> usize {
-    let min_fft = 2 * n_h - 1;
-    if n_x >= min_fft {
-        let lo = (min_fft as f64).log2().ceil() as u32;
-        let hi = (n_x as f64).log2().ceil() as u32;
-        let mut best = (f64::INFINITY, 1usize << lo);
-        for e in lo..=hi {
-            let n = 1usize << e;
-            let cost =
-                (n_x as f64 / (n - n_h + 1) as f64).ceil() * n as f64 * ((n as f64).log2() + 1.0)
-                    + 4e-5 * n as f64 * n_x as f64;
-            if cost < best.0 {
-                best = (cost, n);
-            }
+    let min_fft = (2 * n_h - 1).next_power_of_two();
+    let max_fft = (n_x + n_h - 1).next_power_of_two().max(min_fft);
+    let mut best = (f64::INFINITY, min_fft);
+    let mut n = min_fft;
+    while n <= max_fft {
+        let blocks = n_x.div_ceil(n - n_h + 1) as f64;
+        let cost = blocks * n as f64 * ((n as f64).log2() + 1.0);
+        if cost < best.0 {
+            best = (cost, n);
         }
-        best.1
-    } else {
-        // any length ≥ min_fft gives the same result; use a power of two
-        min_fft.next_power_of_two()
+        n *= 2;
     }
+    best.1
 }
 
 impl<T: FftNum + Float> OlaFilter<T> {
@@ -414,33 +411,57 @@ impl<T: FftNum + Float> OlaFilter<T> {
     /// [`OlaFilter::apply`] into `out`, which must be as long as `x` (extra samples of a
     /// longer `out` are left alone).
     pub fn apply_into(&self, x: &[T], out: &mut [T]) {
-        let to_f64 = |v: T| v.to_f64().unwrap_or(0.0);
-        let from_f64 = |v: f64| T::from_f64(v).unwrap_or_else(T::zero);
         let n = x.len().min(out.len());
         if let Some(g) = self.scalar {
             for (o, v) in out.iter_mut().zip(x) {
-                *o = from_f64(to_f64(*v) * g);
+                *o = scale(*v, g);
             }
             return;
         }
-        if n == 0 {
+        let (x_ext, c) = self.extend(&x[..n]);
+        self.convolve(&x_ext, c, &mut out[..n]);
+    }
+
+    /// [`OlaFilter::apply`] overwriting `x` with the result.
+    pub fn apply_in_place(&self, x: &mut [T]) {
+        if let Some(g) = self.scalar {
+            for v in x.iter_mut() {
+                *v = scale(*v, g);
+            }
             return;
         }
-        let x = &x[..n];
-        let n_h = self.n_h;
-        let half = (n_h - 1) / 2;
-        let n_edge = n_h.min(n).saturating_sub(1);
-        // remove the mean when the extension covers every tap's reach (see the type's docs)
+        let (x_ext, c) = self.extend(x);
+        self.convolve(&x_ext, c, x);
+    }
+
+    /// The odd extension of `x - c` MNE's `reflect_limited` padding makes, and the mean `c`
+    /// removed (zero when the extension does not cover every tap's reach; see the type's docs).
+    fn extend(&self, x: &[T]) -> (Vec<T>, f64) {
+        let n = x.len();
+        if n == 0 {
+            return (Vec::new(), 0.0);
+        }
+        let half = (self.n_h - 1) / 2;
+        let n_edge = self.n_h.min(n) - 1;
         let c = if n_edge >= half {
-            x.iter().map(|v| to_f64(*v)).sum::<f64>() / n as f64
+            x.iter().map(|v| v.to_f64().unwrap_or(0.0)).sum::<f64>() / n as f64
         } else {
             0.0
         };
-        let x_ext = odd_extend_shifted(x, n_edge, c);
+        (odd_extend_shifted(x, n_edge, c), c)
+    }
+
+    /// Overlap-add of the extension `x_ext` of a signal of `out.len()` samples into `out`.
+    fn convolve(&self, x_ext: &[T], c: f64, out: &mut [T]) {
+        let n = out.len();
+        if n == 0 {
+            return;
+        }
+        let n_h = self.n_h;
+        let n_edge = (x_ext.len() - n) / 2;
         let n_x = x_ext.len();
-        let shift = half + n_edge;
+        let shift = (n_h - 1) / 2 + n_edge;
         // output[i] = full_conv[i + shift], i in 0..n
-        let out = &mut out[..n];
         out.fill(T::zero());
         let n_seg = self.n_fft - n_h + 1;
         let mut buf = vec![T::zero(); self.n_fft];
@@ -479,10 +500,15 @@ impl<T: FftNum + Float> OlaFilter<T> {
         if c != 0.0 {
             let dc = c * self.sum_h;
             for o in out.iter_mut() {
-                *o = from_f64(to_f64(*o) + dc);
+                *o = T::from_f64(o.to_f64().unwrap_or(0.0) + dc).unwrap_or_else(T::zero);
             }
         }
     }
+}
+
+/// `v · g` computed in `f64`.
+fn scale<T: Float>(v: T, g: f64) -> T {
+    T::from(v.to_f64().unwrap_or(0.0) * g).unwrap_or_else(T::zero)
 }
 
 /// [`odd_extend`] of `x - c`, computed in `f64` and stored as `T` (`n < x.len()`).
@@ -556,6 +582,31 @@ mod tests {
         assert!(design_pass(100.0, None, Some(50.0), None, None).is_err());
         assert!(design_pass(100.0, Some(0.0), None, None, None).is_err());
         assert!(design_notch(100.0, &[50.0], None, 1.0).is_err());
+    }
+
+    #[test]
+    fn in_place_equals_apply_and_fft_length_does_not_matter() {
+        let h = design_pass(100.0, Some(1.0), Some(20.0), None, None).unwrap();
+        for n in [5usize, 200, 3000] {
+            let x: Vec<f32> = (0..n)
+                .map(|i| ((i * 7919) % 101) as f32 - 50.0 + 1000.0)
+                .collect();
+            let f = OlaFilter::<f32>::new(&h, n).unwrap();
+            let y = f.apply(&x);
+            let mut z = x.clone();
+            f.apply_in_place(&mut z);
+            assert_eq!(y, z);
+            // an FFT length chosen for another signal length gives the same result
+            let g = OlaFilter::<f64>::new(&h, 10 * n + 7).unwrap();
+            let x64: Vec<f64> = x.iter().map(|v| f64::from(*v)).collect();
+            let w = filter_zero_phase(&h, &x64).unwrap();
+            for (a, b) in g.apply(&x64).iter().zip(&w) {
+                assert!((a - b).abs() < 1e-9, "{a} vs {b}");
+            }
+            for (a, b) in y.iter().zip(&w) {
+                assert!((f64::from(*a) - b).abs() < 1e-3, "{a} vs {b}");
+            }
+        }
     }
 
     #[test]
