@@ -10,9 +10,61 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::DataError;
-use crate::steps::{Plan, Step};
-use crate::store::{Entry, NewEntry, RecipeRecord, Store};
-use crate::window::WindowConfig;
+use crate::steps::{ChannelChange, Plan, Step};
+use crate::store::{Entry, ExtraTensor, NewEntry, RecipeRecord, Store};
+use crate::window::{LabelSource, WindowConfig};
+
+/// How `prepare` carries an extra tensor of a recording with `C` channels and `T` samples
+/// through a recipe (see `docs/recipes.md`, "Extra tensors").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExtraRole {
+    /// Neither per channel nor along time (e.g. a `[302, 302]` matrix): copied as is.
+    Static,
+    /// Shape `[C]` (e.g. the calcium `mask`): subset and reordered with the channels.
+    PerChannel,
+    /// Last dimension `T` (e.g. behaviour `covariates` `[k, T]`): resampled along it with the
+    /// signal's resampler; every leading row separately.
+    TimeAligned,
+    /// Shape `[C]` with `C = T`: cannot tell; any step that changes channels or time fails.
+    Ambiguous,
+}
+
+impl ExtraRole {
+    /// The role of an extra of `shape` beside a `[n_channels, n_times]` signal.
+    pub fn of(shape: &[usize], n_channels: usize, n_times: usize) -> ExtraRole {
+        let per_channel = shape == [n_channels];
+        let time = shape.last() == Some(&n_times);
+        match (per_channel, time) {
+            (true, true) => ExtraRole::Ambiguous,
+            (true, false) => ExtraRole::PerChannel,
+            (false, true) => ExtraRole::TimeAligned,
+            (false, false) => ExtraRole::Static,
+        }
+    }
+}
+
+/// Why an extra cannot follow a step, if it cannot.
+fn extra_conflict(
+    role: ExtraRole,
+    name: &str,
+    shape: &[usize],
+    change: &ChannelChange,
+    time_changes: bool,
+) -> Option<String> {
+    let channels_change = *change != ChannelChange::Same;
+    match role {
+        ExtraRole::Ambiguous if channels_change || time_changes => Some(format!(
+            "extra tensor `{name}` (shape {shape:?}) has as many values as the recording has both \
+             channels and samples, so it cannot be told whether this step should select it by \
+             channel or resample it"
+        )),
+        ExtraRole::PerChannel if *change == ChannelChange::Derived => Some(format!(
+            "extra tensor `{name}` (shape {shape:?}) holds one value per channel, and this step \
+             derives new channels from pairs, so it cannot be carried"
+        )),
+        _ => None,
+    }
+}
 
 /// A preprocessing recipe.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -127,14 +179,76 @@ impl Recipe {
         };
         for (i, s) in self.steps.iter().enumerate() {
             s.plan(&mut plan).map_err(|r| err(i, s.name(), r))?;
+            if let Step::Window(WindowConfig {
+                labels: LabelSource::Recording { key, mapping },
+                ..
+            }) = s
+            {
+                let v = crate::window::recording_value(entry, key)
+                    .ok_or_else(|| err(i, s.name(), format!("the recording has no `{key}`")))?;
+                if !mapping.contains_key(&v) {
+                    return Err(err(
+                        i,
+                        s.name(),
+                        format!("{key} = `{v}` is not in the label mapping"),
+                    ));
+                }
+            }
         }
         Ok(plan)
     }
 
-    /// Validates the recipe against every entry of `store`; the first failure is returned.
+    /// Checks that every extra tensor (name, shape) of the recording described by `entry` can
+    /// be carried through the recipe (see [`ExtraRole`]), without reading samples.
+    pub fn validate_extras(
+        &self,
+        entry: &Entry,
+        extras: &[(String, Vec<usize>)],
+    ) -> Result<(), DataError> {
+        if extras.is_empty() || entry.shape.len() != 2 {
+            return Ok(());
+        }
+        let roles: Vec<ExtraRole> = extras
+            .iter()
+            .map(|(_, shape)| ExtraRole::of(shape, entry.channels.len(), entry.n_times))
+            .collect();
+        let mut plan = Plan {
+            sfreq_hz: entry.sfreq_hz,
+            channels: entry.channels.clone(),
+            n_times: entry.n_times,
+        };
+        for (i, s) in self.steps.iter().enumerate() {
+            let err = |reason: String| DataError::Step {
+                recording: entry.id.clone(),
+                index: i,
+                step: s.name().to_string(),
+                reason,
+            };
+            let change = s.channel_change(&plan.channels).map_err(err)?;
+            let time_changes = s.resampler(plan.sfreq_hz).map_err(err)?.is_some();
+            for ((name, shape), role) in extras.iter().zip(&roles) {
+                if let Some(reason) = extra_conflict(*role, name, shape, &change, time_changes) {
+                    return Err(err(reason));
+                }
+            }
+            s.plan(&mut plan).map_err(err)?;
+        }
+        Ok(())
+    }
+
+    /// Validates the recipe against every entry of `store`, extra tensors included; the first
+    /// failure is returned.
     pub fn validate_store(&self, store: &Store) -> Result<(), DataError> {
         for e in store.entries() {
             self.validate_entry(e)?;
+            if !e.extras.is_empty() {
+                let view = store.view(&e.id)?;
+                let mut shapes = Vec::with_capacity(e.extras.len());
+                for name in &e.extras {
+                    shapes.push((name.clone(), view.extra(name)?.0));
+                }
+                self.validate_extras(e, &shapes)?;
+            }
         }
         Ok(())
     }
@@ -142,28 +256,86 @@ impl Recipe {
     /// Applies every step to one recording. `id` names it in errors. Returns the notes steps
     /// made (e.g. bad channels found).
     pub fn apply(&self, rec: Recording, id: &str) -> Result<(Recording, Vec<String>), DataError> {
+        let (rec, _, notes) = self.apply_with_extras(rec, Vec::new(), id)?;
+        Ok((rec, notes))
+    }
+
+    /// Applies every step to one recording and carries its extra tensors along (see
+    /// [`ExtraRole`]): per-channel extras follow channel selections, time-aligned extras are
+    /// resampled with the signal, the others are copied.
+    pub fn apply_with_extras(
+        &self,
+        rec: Recording,
+        extras: Vec<ExtraTensor>,
+        id: &str,
+    ) -> Result<(Recording, Vec<ExtraTensor>, Vec<String>), DataError> {
+        let roles: Vec<ExtraRole> = extras
+            .iter()
+            .map(|x| ExtraRole::of(&x.shape, rec.info.channels.len(), rec.signal.n_times()))
+            .collect();
         let mut rec = rec;
+        let mut extras = extras;
         let mut notes = Vec::new();
         for (i, s) in self.steps.iter().enumerate() {
-            let (out, note) = s.apply(rec).map_err(|reason| DataError::Step {
+            let err = |reason: String| DataError::Step {
                 recording: id.to_string(),
                 index: i,
                 step: s.name().to_string(),
                 reason,
-            })?;
+            };
+            let change = s.channel_change(&rec.info.channels).map_err(err)?;
+            let resampler = s.resampler(rec.info.sfreq_hz).map_err(err)?;
+            for (x, role) in extras.iter().zip(&roles) {
+                if let Some(reason) =
+                    extra_conflict(*role, &x.name, &x.shape, &change, resampler.is_some())
+                {
+                    return Err(err(reason));
+                }
+            }
+            let (out, note) = s.apply(rec).map_err(err)?;
             rec = out;
             if let Some(n) = note {
                 notes.push(format!("{}: {n}", s.name()));
             }
+            for (x, role) in extras.iter_mut().zip(&roles) {
+                match (role, &change, &resampler) {
+                    (ExtraRole::PerChannel, ChannelChange::Select(idx), _) => {
+                        let mut data = Vec::with_capacity(idx.len());
+                        for &k in idx {
+                            let v = x.data.get(k).ok_or_else(|| {
+                                err(format!("extra tensor `{}` has no value {k}", x.name))
+                            })?;
+                            data.push(*v);
+                        }
+                        x.shape = vec![idx.len()];
+                        x.data = data;
+                    }
+                    (ExtraRole::TimeAligned, _, Some(r)) => {
+                        let n = x.shape.last().copied().unwrap_or(0);
+                        let n_out = r.output_len(n);
+                        let mut data = Vec::with_capacity(x.data.len() / n.max(1) * n_out);
+                        for row in x.data.chunks(n.max(1)) {
+                            let row: Vec<f64> = row.iter().map(|v| f64::from(*v)).collect();
+                            data.extend(r.apply(&row).iter().map(|v| *v as f32));
+                        }
+                        if let Some(last) = x.shape.last_mut() {
+                            *last = n_out;
+                        }
+                        x.data = data;
+                    }
+                    _ => {}
+                }
+            }
         }
-        Ok((rec, notes))
+        Ok((rec, extras, notes))
     }
 }
 
 /// Applies `recipe` to every recording of `input` and adds the results to `output`, recording
 /// the recipe and its hash in each new entry. The recipe is validated against every entry before
 /// any work. Recordings are processed in parallel (rayon), one whole recording per worker at a
-/// time, and added in input order. Inputs already in `output` with the same recipe hash are
+/// time, and added in input order (one batch is written while the next is computed), with their extra tensors carried along
+/// ([`Recipe::apply_with_extras`]). Inputs already in `output` with the same recipe hash are
 /// skipped, so an interrupted run can be resumed. `progress(done, total)` is called after each
 /// recording.
 pub fn prepare_store(
@@ -196,24 +368,43 @@ pub fn prepare_store(
     let total = input.entries().len();
     let done = Mutex::new(report.skipped.len());
     let chunk = rayon::current_num_threads().max(1);
-    for batch in todo.chunks(chunk) {
-        let results: Vec<Result<(Recording, Vec<String>), DataError>> = batch
+    type Prepared = Result<(Recording, Vec<ExtraTensor>, Vec<String>), DataError>;
+    let compute = |batch: &[&Entry]| -> Vec<Prepared> {
+        batch
             .par_iter()
             .map(|e| {
                 let rec = input.read_recording(&e.id)?;
-                let out = recipe.apply(rec, &e.id);
+                let mut extras = Vec::with_capacity(e.extras.len());
+                if !e.extras.is_empty() {
+                    let view = input.view(&e.id)?;
+                    for name in &e.extras {
+                        let (shape, data) = view.extra(name)?;
+                        extras.push(ExtraTensor {
+                            name: name.clone(),
+                            shape,
+                            data,
+                        });
+                    }
+                }
+                let out = recipe.apply_with_extras(rec, extras, &e.id);
                 if let Ok(mut n) = done.lock() {
                     *n += 1;
                     progress(*n, total);
                 }
                 out
             })
-            .collect();
+            .collect()
+    };
+    let write = |batch: &[&Entry],
+                 results: Vec<Prepared>,
+                 output: &mut Store,
+                 report: &mut PrepareReport|
+     -> Result<(), DataError> {
         for (e, r) in batch.iter().zip(results) {
-            let (rec, notes) = r?;
+            let (rec, extras, notes) = r?;
             let new = NewEntry {
                 labels: e.labels.clone(),
-                extras: Vec::new(),
+                extras,
                 recipe: Some(record.clone()),
             };
             let id = output.add(&rec, new)?;
@@ -222,6 +413,24 @@ pub fn prepare_store(
             }
             report.prepared.push((e.id.clone(), id));
         }
+        Ok(())
+    };
+    // batch k is written while batch k + 1 is computed: at most two batches in memory
+    let mut pending: Option<(&[&Entry], Vec<Prepared>)> = None;
+    for batch in todo.chunks(chunk) {
+        let previous = pending.take();
+        let (written, results) = rayon::join(
+            || match previous {
+                Some((b, r)) => write(b, r, output, &mut report),
+                None => Ok(()),
+            },
+            || compute(batch),
+        );
+        written?;
+        pending = Some((batch, results));
+    }
+    if let Some((b, r)) = pending {
+        write(b, r, output, &mut report)?;
     }
     output.commit()?;
     Ok(report)

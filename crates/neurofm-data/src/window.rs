@@ -150,7 +150,7 @@ pub struct RejectReport {
     pub per_entry: BTreeMap<String, usize>,
 }
 
-fn recording_value(entry: &Entry, key: &str) -> Option<String> {
+pub(crate) fn recording_value(entry: &Entry, key: &str) -> Option<String> {
     if let Some(v) = entry.labels.get(key) {
         return Some(match v {
             serde_json::Value::String(s) => s.clone(),

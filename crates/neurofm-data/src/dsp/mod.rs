@@ -7,7 +7,7 @@
 //! - [`iir`]: Butterworth design as second-order sections and forward-backward filtering as
 //!   `scipy.signal.sosfiltfilt` (odd padding, `sosfilt_zi` initial conditions).
 //!
-//! All kernels work on one channel in `f64`.
+//! All kernels work on one channel in `f64`; the FIR overlap-add also in `f32`, which recipes use.
 
 // `!(x > 0.0)` is deliberate: NaN parameters must fail the checks.
 #![allow(clippy::neg_cmp_op_on_partial_ord)]

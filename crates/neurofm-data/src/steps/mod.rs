@@ -119,7 +119,56 @@ pub struct Plan {
     pub n_times: usize,
 }
 
+/// How a step changes the list of channels (for carrying per-channel extras along).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChannelChange {
+    /// The same channels in the same order.
+    Same,
+    /// The channels at these input indices, in this order.
+    Select(Vec<usize>),
+    /// New channels computed from several input channels (`bipolar`).
+    Derived,
+}
+
 impl Step {
+    /// How the step changes `channels` (the channels before the step).
+    pub fn channel_change(&self, channels: &[ChannelInfo]) -> Result<ChannelChange, String> {
+        Ok(match self {
+            Step::Pick { channels: names } => {
+                ChannelChange::Select(channels::find_all(channels, names)?)
+            }
+            Step::PickKinds { kinds } => ChannelChange::Select(
+                (0..channels.len())
+                    .filter(|&i| kinds.contains(&channels[i].kind))
+                    .collect(),
+            ),
+            Step::Drop { channels: names } => {
+                let drop = channels::find_all(channels, names)?;
+                ChannelChange::Select((0..channels.len()).filter(|i| !drop.contains(i)).collect())
+            }
+            Step::DropBads {} => {
+                ChannelChange::Select((0..channels.len()).filter(|&i| !channels[i].bad).collect())
+            }
+            Step::Bipolar { .. } => ChannelChange::Derived,
+            _ => ChannelChange::Same,
+        })
+    }
+
+    /// The resampler of a `resample` step for a recording sampled at `sfreq_hz` (`None` for
+    /// the steps that keep the time axis).
+    pub fn resampler(&self, sfreq_hz: f64) -> Result<Option<resample::PolyphaseResampler>, String> {
+        match self {
+            Step::Resample { sfreq_hz: to } => {
+                let (up, down) =
+                    resample::rational_ratio(sfreq_hz, *to).map_err(|e| e.to_string())?;
+                resample::PolyphaseResampler::new(up, down)
+                    .map(Some)
+                    .map_err(|e| e.to_string())
+            }
+            _ => Ok(None),
+        }
+    }
+
     /// The step's `type` name.
     pub fn name(&self) -> &'static str {
         match self {
@@ -148,9 +197,10 @@ impl Step {
     /// step's output. Fails with the reason (the caller adds recording and step).
     pub fn plan(&self, plan: &mut Plan) -> Result<(), String> {
         match self {
-            Step::Pick { channels: names } => {
-                let idx = channels::find_all(&plan.channels, names)?;
-                plan.channels = idx.iter().map(|&i| plan.channels[i].clone()).collect();
+            Step::Pick { .. } | Step::Drop { .. } | Step::DropBads {} => {
+                if let ChannelChange::Select(idx) = self.channel_change(&plan.channels)? {
+                    plan.channels = idx.iter().map(|&i| plan.channels[i].clone()).collect();
+                }
             }
             Step::PickKinds { kinds } => {
                 plan.channels.retain(|c| kinds.contains(&c.kind));
@@ -158,22 +208,10 @@ impl Step {
                     return Err(format!("no channel of kinds {kinds:?}"));
                 }
             }
-            Step::Drop { channels: names } => {
-                let idx = channels::find_all(&plan.channels, names)?;
-                plan.channels = plan
-                    .channels
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, _)| !idx.contains(i))
-                    .map(|(_, c)| c.clone())
-                    .collect();
-            }
-            Step::DropBads {} => plan.channels.retain(|c| !c.bad),
             Step::Resample { sfreq_hz } => {
-                let (up, down) = resample::rational_ratio(plan.sfreq_hz, *sfreq_hz)
-                    .map_err(|e| e.to_string())?;
-                let r = resample::PolyphaseResampler::new(up, down).map_err(|e| e.to_string())?;
-                plan.n_times = r.output_len(plan.n_times);
+                if let Some(r) = self.resampler(plan.sfreq_hz)? {
+                    plan.n_times = r.output_len(plan.n_times);
+                }
                 plan.sfreq_hz = *sfreq_hz;
             }
             Step::Filter {
@@ -306,33 +344,16 @@ impl Step {
         };
         let mut note = None;
         match self {
-            Step::Pick { channels: names } => {
-                let idx = channels::find_all(&info.channels, names)?;
-                data = gather(&data, n, &idx);
-                info.channels = idx.iter().map(|&i| info.channels[i].clone()).collect();
-            }
-            Step::PickKinds { kinds } => {
-                let idx: Vec<usize> = (0..n_ch)
-                    .filter(|&i| kinds.contains(&info.channels[i].kind))
-                    .collect();
-                data = gather(&data, n, &idx);
-                info.channels = idx.iter().map(|&i| info.channels[i].clone()).collect();
-            }
-            Step::Drop { channels: names } => {
-                let drop = channels::find_all(&info.channels, names)?;
-                let idx: Vec<usize> = (0..n_ch).filter(|i| !drop.contains(i)).collect();
-                data = gather(&data, n, &idx);
-                info.channels = idx.iter().map(|&i| info.channels[i].clone()).collect();
-            }
-            Step::DropBads {} => {
-                let idx: Vec<usize> = (0..n_ch).filter(|&i| !info.channels[i].bad).collect();
-                data = gather(&data, n, &idx);
-                info.channels = idx.iter().map(|&i| info.channels[i].clone()).collect();
+            Step::Pick { .. } | Step::PickKinds { .. } | Step::Drop { .. } | Step::DropBads {} => {
+                if let ChannelChange::Select(idx) = self.channel_change(&info.channels)? {
+                    data = gather(&data, n, &idx);
+                    info.channels = idx.iter().map(|&i| info.channels[i].clone()).collect();
+                }
             }
             Step::Resample { sfreq_hz } => {
-                let (up, down) = resample::rational_ratio(info.sfreq_hz, *sfreq_hz)
-                    .map_err(|e| e.to_string())?;
-                let r = resample::PolyphaseResampler::new(up, down).map_err(|e| e.to_string())?;
+                let Some(r) = self.resampler(info.sfreq_hz)? else {
+                    return Err("no resampler".into());
+                };
                 let n_out = r.output_len(n);
                 let rows: Vec<Vec<f32>> = data
                     .par_chunks(n.max(1))
@@ -590,11 +611,10 @@ fn fir_rows(h: &[f64], data: &mut [f32], n: usize) -> Result<(), String> {
     if n == 0 {
         return Ok(());
     }
-    let f = fir::OlaFilter::new(h, n).map_err(|e| e.to_string())?;
-    data.par_chunks_mut(n).for_each(|row| {
-        let y = f.apply(&to_f64(row));
-        copy_f32(row, &y);
-    });
+    // f32 FFTs: within 1e-6 of MNE's float64 result relative to the channel's range (checked
+    // by tests/prep_reference.rs), the data are stored as f32 anyway
+    let f = fir::OlaFilter::<f32>::new(h, n).map_err(|e| e.to_string())?;
+    data.par_chunks_mut(n).for_each(|row| f.apply_in_place(row));
     Ok(())
 }
 

@@ -11,10 +11,13 @@ use crate::Global;
 /// Apply a preprocessing recipe (configs/recipes/*.toml) to every recording of a store.
 ///
 /// The recipe is checked against every recording before any work (missing channels, band edges
-/// above Nyquist, impossible resampling ratios fail here, naming the recording and the step).
-/// Recordings are processed in parallel, one recording per thread at a time, and written to a
-/// new store whose entries record the recipe and its hash. Recordings already prepared with the
-/// same recipe in the output store are skipped, so an interrupted run can be resumed.
+/// above Nyquist, impossible resampling ratios, window labels the recording lacks, extra tensors
+/// a step cannot carry fail here, naming the recording and the step). Recordings are processed
+/// in parallel, one recording per thread at a time, and written to a new store whose entries
+/// record the recipe and its hash. Extra tensors (e.g. a per-neuron `mask`, behaviour
+/// `covariates`) are carried along: per-channel ones follow channel picks, time-aligned ones are
+/// resampled with the signal, others are copied (docs/recipes.md). Recordings already prepared
+/// with the same recipe in the output store are skipped, so an interrupted run can be resumed.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Example:
   neurofm prepare --recipe configs/recipes/eegmat-200hz.toml \\
