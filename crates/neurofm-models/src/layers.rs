@@ -4,7 +4,7 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{Init, Linear, VarBuilder};
 
-use crate::ops;
+use crate::{fused, ops};
 
 /// A linear layer `y = x W^T + b` with weight `[out, in]` (PyTorch layout), initialized
 /// like `nn.Linear` (uniform in ±1/sqrt(in)).
@@ -116,7 +116,7 @@ impl Mlp {
 
 impl Module for Mlp {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.fc2.forward(&self.fc1.forward(x)?.gelu_erf()?)
+        self.fc2.forward(&fused::gelu_erf(&self.fc1.forward(x)?)?)
     }
 }
 
