@@ -9,7 +9,9 @@
 # Environment: BATCH (16), STEPS (timed steps per run, 5), WARMUP (2), REPEATS (3),
 #   CHANNELS (16), PATCHES (16) -> CHANNELS*PATCHES tokens per window,
 #   ATTN (sdpa | manual, PyTorch attention), BUILD (1; 0 = use the built examples as they are), TORCH_PYTHON (a python with torch; default: the
-#   venv scripts/bench/.venv, created on first use), CARGO_TARGET_DIR (default target/).
+#   venv scripts/bench/.venv, created on first use), CARGO_TARGET_DIR (default target/),
+#   BASELINE_BIN (another train_step binary, e.g. an older build, run interleaved as
+#   "candle-baseline" for before/after comparisons).
 # Results (one JSON object per run) go to $RESULTS (default target/train_step.jsonl).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -54,6 +56,10 @@ for preset in "${presets[@]}"; do
   for r in $(seq "$REPEATS"); do
     echo "[$preset run $r/$REPEATS] candle, then torch" >&2
     "$bin/train_step" "${common[@]}" 2>/dev/null | tail -n 1 | tee -a "$RESULTS"
+    if [ -n "${BASELINE_BIN:-}" ]; then
+      "$BASELINE_BIN" "${common[@]}" 2>/dev/null | tail -n 1 |
+        sed 's/"impl":"candle"/"impl":"candle-baseline"/' | tee -a "$RESULTS"
+    fi
     "$TORCH_PYTHON" scripts/bench/train_step.py "${common[@]}" --attn "$ATTN" 2>/dev/null |
       tail -n 1 | tee -a "$RESULTS"
   done
@@ -71,7 +77,7 @@ print("| preset | impl | params | tokens × batch | step s best | step s median 
 print("|---|---|---:|---|---:|---:|---:|---:|---:|---:|")
 ws = {}
 for preset in dict.fromkeys(r["preset"] for r in runs):
-    for impl in ("candle", "torch"):
+    for impl in ("candle-baseline", "candle", "torch"):
         rs = [r for r in runs if r["preset"] == preset and r["impl"] == impl]
         if not rs:
             continue
@@ -80,7 +86,7 @@ for preset in dict.fromkeys(r["preset"] for r in runs):
         f = rs[0]["flops_per_step"]
         ws[preset, impl] = rs[0]["batch"] / med
         rss = max(r["peak_rss_mib"] or 0 for r in rs)
-        name = impl if impl == "candle" else f"torch {rs[0]['torch']} ({rs[0]['attn']})"
+        name = f"torch {rs[0]['torch']} ({rs[0]['attn']})" if impl == "torch" else impl
         print(f"| {preset} | {name} | {rs[0]['params']} | {rs[0]['tokens']} × {rs[0]['batch']} "
               f"| {best:.3f} | {med:.3f} | {rs[0]['batch'] / med:.1f} | {f / med / 1e9:.1f} "
               f"| {100 * f / med / 1e9 / peak:.1f} | {rss:.0f} |")
