@@ -16,8 +16,8 @@
 #    is loaded at run time on the GPU machine.
 # 3. cargo build --release --features cuda with CARGO_TARGET_DIR=/work/target-cuda (override
 #    with CUDA_TARGET_DIR), CUDA_COMPUTE_CAP=90 (H100; override with CUDA_COMPUTE_CAP).
-# 4. copies the binary to gpu-bin/<name> in the repository root (gitignored) and prints its
-#    path, which scripts/gpu/bench.sh uses by default.
+# 4. copies the binary, without debug info, to gpu-bin/<name> in the repository root
+#    (gitignored) and prints its path, which scripts/gpu/bench.sh uses by default.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
@@ -78,5 +78,7 @@ cargo build --release --locked -p "$pkg" --features cuda "${sel[@]}"
 if [ "$kind" = example ]; then src="$CARGO_TARGET_DIR/release/examples/$name"; else src="$CARGO_TARGET_DIR/release/$name"; fi
 mkdir -p "$root/gpu-bin"
 cp "$src" "$root/gpu-bin/$name"
+# Without debug info the binary fits the 64 MiB a device run can carry (111 MB -> 55 MB).
+strip --strip-debug "$root/gpu-bin/$name"
 echo "needs at run time: $(readelf -d "$root/gpu-bin/$name" | sed -n 's/.*Shared library: \[\(.*\)\]/\1/p' | tr '\n' ' ')" >&2
 echo "gpu-bin/$name"
