@@ -23,8 +23,9 @@ thread_local! {
     static FORCE_COMPOSED: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Runs `f` with every op of this module taking its composed (primitive-op) path, also on the
-/// CPU: the path CUDA and other devices use. For tests and benchmarks; affects this thread.
+/// Runs `f` with every op of this module and of [`crate::fused`] taking its composed
+/// (primitive-op) path, also on the CPU: the path CUDA and other devices use. For tests and
+/// benchmarks; affects this thread only.
 pub fn with_composed_ops<R>(f: impl FnOnce() -> R) -> R {
     struct Restore(bool);
     impl Drop for Restore {
