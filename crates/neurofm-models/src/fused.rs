@@ -148,3 +148,155 @@ pub fn gelu_erf(x: &Tensor) -> Result<Tensor> {
         x.gelu_erf()
     }
 }
+
+/// `y[r, :] + b` for every row `r` of `y` `[rows, n]`; backward: `dy = g`, `db = sum_r g[r, :]`.
+#[derive(Debug, Clone, Copy)]
+struct BiasAdd;
+
+impl CustomOp2 for BiasAdd {
+    fn name(&self) -> &'static str {
+        "neurofm-bias-add"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let n = match l1.shape().dims().last() {
+            Some(&n) if n > 0 && l2.shape().dims() == [n] => n,
+            _ => bail!(
+                "{}: bias {:?} does not match the last dimension of {:?}",
+                self.name(),
+                l2.shape(),
+                l1.shape()
+            ),
+        };
+        fn run<T: Copy + Send + Sync + Default + std::ops::Add<Output = T>>(
+            y: &[T],
+            b: &[T],
+            n: usize,
+        ) -> Vec<T> {
+            let mut out = vec![T::default(); y.len()];
+            let rows_per = (CHUNK / n).max(1) * n;
+            out.par_chunks_mut(rows_per)
+                .zip(y.par_chunks(rows_per))
+                .for_each(|(o, y)| {
+                    for (o, y) in o.chunks_mut(n).zip(y.chunks(n)) {
+                        for ((o, &y), &b) in o.iter_mut().zip(y).zip(b) {
+                            *o = y + b;
+                        }
+                    }
+                });
+            out
+        }
+        let name = self.name();
+        let out = match (s1, s2) {
+            (CpuStorage::F32(y), CpuStorage::F32(b)) => {
+                CpuStorage::F32(run(contiguous(y, l1, name)?, contiguous(b, l2, name)?, n))
+            }
+            (CpuStorage::F64(y), CpuStorage::F64(b)) => {
+                CpuStorage::F64(run(contiguous(y, l1, name)?, contiguous(b, l2, name)?, n))
+            }
+            (a, b) => bail!("{name}: unsupported dtypes {:?} {:?}", a.dtype(), b.dtype()),
+        };
+        Ok((out, l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        _y: &Tensor,
+        b: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let g = grad_res.contiguous()?;
+        let db = g.apply_op1(ColumnSum)?.reshape(b.shape())?;
+        Ok((Some(g), Some(db)))
+    }
+}
+
+/// Sum over all rows of `g` `[.., n]` -> `[n]` (f64 accumulation, parallel over row blocks).
+#[derive(Debug, Clone, Copy)]
+struct ColumnSum;
+
+impl CustomOp1 for ColumnSum {
+    fn name(&self) -> &'static str {
+        "neurofm-column-sum"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let n = match l.shape().dims().last() {
+            Some(&n) if n > 0 => n,
+            _ => bail!("{}: empty last dimension {:?}", self.name(), l.shape()),
+        };
+        fn run<T: Copy + Send + Sync>(
+            g: &[T],
+            n: usize,
+            to: impl Fn(T) -> f64 + Sync,
+            from: impl Fn(f64) -> T,
+        ) -> Vec<T> {
+            let rows_per = (CHUNK / n).max(1) * n;
+            let acc = g
+                .par_chunks(rows_per)
+                .fold(
+                    || vec![0f64; n],
+                    |mut a, g| {
+                        for row in g.chunks(n) {
+                            for (a, &v) in a.iter_mut().zip(row) {
+                                *a += to(v);
+                            }
+                        }
+                        a
+                    },
+                )
+                .reduce(
+                    || vec![0f64; n],
+                    |mut a, b| {
+                        a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
+                        a
+                    },
+                );
+            acc.into_iter().map(from).collect()
+        }
+        let out = match s {
+            CpuStorage::F32(v) => CpuStorage::F32(run(
+                contiguous(v, l, self.name())?,
+                n,
+                |v| v as f64,
+                |v| v as f32,
+            )),
+            CpuStorage::F64(v) => {
+                CpuStorage::F64(run(contiguous(v, l, self.name())?, n, |v| v, |v| v))
+            }
+            other => bail!("{}: unsupported dtype {:?}", self.name(), other.dtype()),
+        };
+        Ok((out, Shape::from(n)))
+    }
+}
+
+/// `x W^T + b` of a `candle_nn::Linear` (weight `[out, in]`): on the CPU one matmul over all
+/// rows, then a fused parallel bias add whose backward sums the bias gradient in one pass;
+/// elsewhere (and without a bias) `Linear::forward`.
+pub fn linear(lin: &candle_nn::Linear, x: &Tensor) -> Result<Tensor> {
+    use candle_core::Module;
+    let Some(b) = lin.bias() else {
+        return lin.forward(x);
+    };
+    if !fused_on(x) {
+        return lin.forward(x);
+    }
+    let dims = x.dims().to_vec();
+    let Some((&k, lead)) = dims.split_last() else {
+        return lin.forward(x);
+    };
+    let rows: usize = lead.iter().product();
+    let w = lin.weight();
+    let y = x.contiguous()?.reshape((rows, k))?.matmul(&w.t()?)?;
+    let y = y.apply_op2(b, BiasAdd)?;
+    let mut out_dims = lead.to_vec();
+    out_dims.push(w.dim(0)?);
+    y.reshape(out_dims)
+}

@@ -82,9 +82,7 @@ impl Attention {
 impl Module for Attention {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (b, l, d) = x.dims3()?;
-        let qkv = self
-            .qkv
-            .forward(x)?
+        let qkv = fused::linear(&self.qkv, x)?
             .reshape((b, l, 3, self.n_heads, self.head_dim))?
             .permute((2, 0, 3, 1, 4))?; // [3, B, H, L, Dh]
         let q = qkv.get(0)?.contiguous()?;
@@ -94,7 +92,7 @@ impl Module for Attention {
         let p = ops::scaled_softmax(&scores, 1.0 / (self.head_dim as f64).sqrt(), self.causal)?;
         let out = p.matmul(&v)?; // [B, H, L, Dh]
         let out = out.transpose(1, 2)?.reshape((b, l, d))?;
-        self.proj.forward(&out)
+        fused::linear(&self.proj, &out)
     }
 }
 
@@ -116,7 +114,7 @@ impl Mlp {
 
 impl Module for Mlp {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.fc2.forward(&fused::gelu_erf(&self.fc1.forward(x)?)?)
+        fused::linear(&self.fc2, &fused::gelu_erf(&fused::linear(&self.fc1, x)?)?)
     }
 }
 

@@ -453,3 +453,29 @@ fn gelu_gradients() -> Result<()> {
     assert!(d < 1e-6, "f32 fused vs candle gelu_erf differ by {d}");
     Ok(())
 }
+
+#[test]
+fn fused_linear_gradients() -> Result<()> {
+    let x = var(&[2, 3, 5], 11, DType::F64)?;
+    let w = var(&[4, 5], 12, DType::F64)?;
+    let b = var(&[4], 13, DType::F64)?;
+    let lin = candle_nn::Linear::new(w.as_tensor().clone(), Some(b.as_tensor().clone()));
+    let vars = vec![
+        ("x".into(), x.clone()),
+        ("w".into(), w.clone()),
+        ("b".into(), b.clone()),
+    ];
+    let f = || probe_loss(&fused::linear(&lin, x.as_tensor())?, 14);
+    assert_ok(&check_gradients(&f, &vars, 40, H, 5)?, TOL);
+    let a = fused::linear(&lin, x.as_tensor())?;
+    let c = lin.forward(x.as_tensor())?;
+    assert_eq!(a.dims(), c.dims());
+    let d = (a - c)?.abs()?.max_all()?.to_scalar::<f64>()?;
+    assert!(d < 1e-12, "fused vs candle linear differ by {d}");
+    let d = fused_vs_composed(&f, &vars)?;
+    assert!(
+        d < 1e-12,
+        "linear: fused vs composed gradients differ by {d:e}"
+    );
+    Ok(())
+}
