@@ -1,9 +1,12 @@
 //! Fused CPU kernels with a backward pass for the element-wise work of a training step.
 //!
-//! - [`gelu_erf`]: exact GELU `0.5 x (1 + erf(x / sqrt 2))`. candle's own `gelu_erf` runs
-//!   single-threaded and its backward builds the derivative from ~10 primitive ops (each a
-//!   full-size temporary) with a rounded constant; here the forward and the backward are one
-//!   parallel pass each, and the derivative is exact: `Phi(x) + x phi(x)`.
+//! - [`gelu_erf`]: exact GELU `0.5 x (1 + erf(x / sqrt 2))`. candle's own `gelu_erf`
+//!   backward builds the derivative from ~10 primitive ops (each a full-size temporary) with a
+//!   rounded constant; here the backward is one parallel pass with the exact derivative
+//!   `Phi(x) + x phi(x)`.
+//! - [`linear`]: `x W^T + b` as one matmul over all rows plus a parallel bias add whose
+//!   backward sums the bias gradient in one pass (candle's `broadcast_add` backward reduces
+//!   through its generic sum).
 //!
 //! Off the CPU (and under [`crate::ops::with_composed_ops`]) every op falls back to candle's
 //! primitive ops, which have CUDA kernels and autograd. `tests/gradients.rs` checks both paths
