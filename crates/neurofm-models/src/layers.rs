@@ -4,7 +4,7 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{Init, Linear, VarBuilder};
 
-use crate::ops;
+use crate::{fused, ops};
 
 /// A linear layer `y = x W^T + b` with weight `[out, in]` (PyTorch layout), initialized
 /// like `nn.Linear` (uniform in ±1/sqrt(in)).
@@ -82,9 +82,7 @@ impl Attention {
 impl Module for Attention {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (b, l, d) = x.dims3()?;
-        let qkv = self
-            .qkv
-            .forward(x)?
+        let qkv = fused::linear(&self.qkv, x)?
             .reshape((b, l, 3, self.n_heads, self.head_dim))?
             .permute((2, 0, 3, 1, 4))?; // [3, B, H, L, Dh]
         let q = qkv.get(0)?.contiguous()?;
@@ -94,7 +92,7 @@ impl Module for Attention {
         let p = ops::scaled_softmax(&scores, 1.0 / (self.head_dim as f64).sqrt(), self.causal)?;
         let out = p.matmul(&v)?; // [B, H, L, Dh]
         let out = out.transpose(1, 2)?.reshape((b, l, d))?;
-        self.proj.forward(&out)
+        fused::linear(&self.proj, &out)
     }
 }
 
@@ -116,7 +114,7 @@ impl Mlp {
 
 impl Module for Mlp {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.fc2.forward(&self.fc1.forward(x)?.gelu_erf()?)
+        fused::linear(&self.fc2, &fused::gelu_erf(&fused::linear(&self.fc1, x)?)?)
     }
 }
 

@@ -13,6 +13,7 @@
 //! that do, and `tests/gradients.rs` checks every trained module against finite differences.
 
 pub mod error;
+pub mod fused;
 pub mod gpt;
 pub mod gradcheck;
 pub mod layers;

@@ -8,13 +8,39 @@
 //! - on any other device they fall back to a composition of primitive candle ops, all of
 //!   which have a backward pass.
 //!
-//! Every op is checked against finite differences in `tests/gradients.rs`.
+//! Every op is checked against finite differences in `tests/gradients.rs`, and the composed
+//! path's gradients against the fused kernels' ([`with_composed_ops`] runs the composed path
+//! on the CPU, as on CUDA).
 
 use candle_core::backend::BackendStorage;
 use candle_core::{
     bail, CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor, D,
 };
 use rayon::prelude::*;
+use std::cell::Cell;
+
+thread_local! {
+    static FORCE_COMPOSED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` with every op of this module and of [`crate::fused`] taking its composed
+/// (primitive-op) path, also on the CPU: the path CUDA and other devices use. For tests and
+/// benchmarks; affects this thread only.
+pub fn with_composed_ops<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            FORCE_COMPOSED.with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(FORCE_COMPOSED.with(|c| c.replace(true)));
+    f()
+}
+
+/// Whether `x` takes the fused CPU kernels.
+pub(crate) fn fused_on(x: &Tensor) -> bool {
+    x.device().is_cpu() && !FORCE_COMPOSED.with(|c| c.get())
+}
 
 /// The float types the CPU kernels run on.
 trait Real: Copy + Send + Sync + 'static {
@@ -245,7 +271,7 @@ pub fn scaled_softmax(x: &Tensor, scale: f64, causal: bool) -> Result<Tensor> {
             );
         }
     }
-    if x.device().is_cpu() {
+    if fused_on(x) {
         let x = x.contiguous()?;
         x.apply_op1(ScaledSoftmax { scale, causal })
     } else {
@@ -492,7 +518,7 @@ impl CustomOp3 for LayerNormBwd {
 
 /// Layer norm over the last dimension with a backward pass for `x`, `w` and `b`.
 pub fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> Result<Tensor> {
-    if x.device().is_cpu() {
+    if fused_on(x) {
         let x = x.contiguous()?;
         x.apply_op3(w, b, LayerNormOp { eps })
     } else {

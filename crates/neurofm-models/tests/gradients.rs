@@ -5,7 +5,7 @@ use candle_core::{DType, Device, Module, Result, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use neurofm_models::gradcheck::{check_gradients, seeded_uniform, GradReport};
 use neurofm_models::layers::{Attention, Block, BlockSpec, LayerNorm, Mlp};
-use neurofm_models::{ops, Gpt, GptConfig, Mae, MaeConfig};
+use neurofm_models::{fused, ops, Gpt, GptConfig, Mae, MaeConfig};
 
 const TOL: f64 = 1e-3;
 const H: f64 = 1e-5;
@@ -309,5 +309,173 @@ fn gpt_loss_gradients() -> Result<()> {
             r.name
         );
     }
+    Ok(())
+}
+
+/// Loss and gradients of every variable under the fused CPU kernels and under the composed
+/// primitive-op path (the one CUDA runs): returns the largest difference relative to the
+/// larger magnitude of each compared tensor. Fails if a variable has a gradient in one path
+/// only.
+fn fused_vs_composed(loss: &dyn Fn() -> Result<Tensor>, vars: &[(String, Var)]) -> Result<f64> {
+    let l1 = loss()?;
+    let g1 = l1.backward()?;
+    let l2 = ops::with_composed_ops(loss)?;
+    let g2 = l2.backward()?;
+    let rel = |a: &Tensor, b: &Tensor| -> Result<f64> {
+        let a = a.to_dtype(DType::F64)?.flatten_all()?;
+        let b = b.to_dtype(DType::F64)?.flatten_all()?;
+        let d = (&a - &b)?.abs()?.max(0)?.to_scalar::<f64>()?;
+        let m = a.abs()?.max(0)?.to_scalar::<f64>()?;
+        let n = b.abs()?.max(0)?.to_scalar::<f64>()?;
+        Ok(d / m.max(n).max(1e-30))
+    };
+    let mut worst = rel(&l1, &l2)?;
+    for (name, v) in vars {
+        match (g1.get(v.as_tensor()), g2.get(v.as_tensor())) {
+            (Some(a), Some(b)) => worst = worst.max(rel(a, b)?),
+            (None, None) => {}
+            _ => candle_core::bail!("{name}: gradient in one path only"),
+        }
+    }
+    Ok(worst)
+}
+
+#[test]
+fn composed_path_gradients_equal_fused() -> Result<()> {
+    // Layer norm and softmax alone.
+    let x = var(&[3, 4, 8], 1, DType::F64)?;
+    let w = Var::from_tensor(&(seeded_uniform(&[8], 0.5, 1.5, 2, DType::F64, &Device::Cpu)?))?;
+    let b = var(&[8], 3, DType::F64)?;
+    let vars = vec![
+        ("x".into(), x.clone()),
+        ("w".into(), w.clone()),
+        ("b".into(), b.clone()),
+    ];
+    let f = || {
+        probe_loss(
+            &ops::layer_norm(x.as_tensor(), w.as_tensor(), b.as_tensor(), 1e-5)?,
+            9,
+        )
+    };
+    let d = fused_vs_composed(&f, &vars)?;
+    assert!(
+        d < 1e-12,
+        "layer norm: fused vs composed gradients differ by {d:e}"
+    );
+    let s = var(&[2, 3, 5, 5], 4, DType::F64)?;
+    let svars = vec![("s".into(), s.clone())];
+    for (scale, causal) in [(1.0, false), (0.37, false), (0.5, true)] {
+        let f = || {
+            probe_loss(
+                &ops::scaled_softmax(&(s.as_tensor() * 3.0)?, scale, causal)?,
+                5,
+            )
+        };
+        let d = fused_vs_composed(&f, &svars)?;
+        assert!(
+            d < 1e-12,
+            "softmax {scale} {causal}: gradients differ by {d:e}"
+        );
+    }
+
+    // The whole MAE loss (encoder, decoder, FFT loss) and the causal GPT loss, in f64. The
+    // bound is set by candle's composed GELU backward, which rounds 1/sqrt(2 pi) to 0.398942
+    // (relative error 7e-7); layer norm and softmax agree to 1e-12 above.
+    let cfg = small_mae(0.5, 1);
+    let vm = VarMap::new();
+    let mae = Mae::new(&cfg, VarBuilder::from_varmap(&vm, DType::F64, &Device::Cpu))?;
+    let x = seeded_uniform(&[2, 3, 24], -1.0, 1.0, 21, DType::F64, &Device::Cpu)?;
+    let ids = Tensor::new(&[0u32, 5, 343], &Device::Cpu)?;
+    let mask = neurofm_models::mask::random_patch_mask(&[2, 3, 3], 0.5, 3, 0)?;
+    let f = || Ok(mae.forward_loss(&x, &ids, &mask)?.loss);
+    let d = fused_vs_composed(&f, &vars_of(&vm)?)?;
+    assert!(d < 1e-5, "mae: fused vs composed gradients differ by {d:e}");
+
+    let gcfg = GptConfig {
+        vocab_size: 7,
+        d_model: 8,
+        depth: 2,
+        n_heads: 2,
+        mlp_dim: 16,
+        max_len: 6,
+        ..GptConfig::tiny()
+    };
+    let vm = VarMap::new();
+    let gpt = Gpt::new(
+        &gcfg,
+        VarBuilder::from_varmap(&vm, DType::F64, &Device::Cpu),
+    )?;
+    let tokens = Tensor::new(&[[0u32, 3, 6, 1, 2, 2], [5, 4, 3, 0, 1, 6]], &Device::Cpu)?;
+    let f = || gpt.forward_loss(&tokens);
+    let d = fused_vs_composed(&f, &vars_of(&vm)?)?;
+    assert!(d < 1e-5, "gpt: fused vs composed gradients differ by {d:e}");
+
+    // The tiny preset in f32 (the training dtype): agreement to f32 rounding.
+    let vm = VarMap::new();
+    let mae = Mae::new(
+        &MaeConfig::tiny(),
+        VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu),
+    )?;
+    let x = seeded_uniform(&[2, 4, 800], -1.0, 1.0, 5, DType::F32, &Device::Cpu)?;
+    let ids = Tensor::new(&[0u32, 1, 2, 3], &Device::Cpu)?;
+    let mask = neurofm_models::mask::random_patch_mask(&[2, 4, 4], 0.5, 1, 0)?;
+    let f = || Ok(mae.forward_loss(&x, &ids, &mask)?.loss);
+    let d = fused_vs_composed(&f, &vars_of(&vm)?)?;
+    assert!(
+        d < 1e-3,
+        "mae tiny f32: fused vs composed gradients differ by {d:e}"
+    );
+    Ok(())
+}
+
+#[test]
+fn gelu_gradients() -> Result<()> {
+    let x = var(&[3, 4, 8], 6, DType::F64)?;
+    let vars = vec![("x".into(), x.clone())];
+    let f = || probe_loss(&fused::gelu_erf(&(x.as_tensor() * 3.0)?)?, 7);
+    assert_ok(&check_gradients(&f, &vars, 60, H, 2)?, TOL);
+    // Same values as candle's gelu_erf, and the same gradient as its composed backward (whose
+    // derivative uses the rounded constant 0.398942 for 1/sqrt(2 pi)).
+    let a = fused::gelu_erf(&(x.as_tensor() * 3.0)?)?;
+    let c = (x.as_tensor() * 3.0)?.gelu_erf()?;
+    let d = (a - c)?.abs()?.max_all()?.to_scalar::<f64>()?;
+    assert!(d < 1e-12, "fused vs candle gelu_erf differ by {d}");
+    let d = fused_vs_composed(&f, &vars)?;
+    assert!(
+        d < 1e-5,
+        "gelu: fused vs composed gradients differ by {d:e}"
+    );
+    // f32 kernel.
+    let x32 = var(&[5, 7], 8, DType::F32)?;
+    let a = fused::gelu_erf(&(x32.as_tensor() * 3.0)?)?;
+    let c = (x32.as_tensor() * 3.0)?.gelu_erf()?;
+    let d = (a - c)?.abs()?.max_all()?.to_scalar::<f32>()?;
+    assert!(d < 1e-6, "f32 fused vs candle gelu_erf differ by {d}");
+    Ok(())
+}
+
+#[test]
+fn fused_linear_gradients() -> Result<()> {
+    let x = var(&[2, 3, 5], 11, DType::F64)?;
+    let w = var(&[4, 5], 12, DType::F64)?;
+    let b = var(&[4], 13, DType::F64)?;
+    let lin = candle_nn::Linear::new(w.as_tensor().clone(), Some(b.as_tensor().clone()));
+    let vars = vec![
+        ("x".into(), x.clone()),
+        ("w".into(), w.clone()),
+        ("b".into(), b.clone()),
+    ];
+    let f = || probe_loss(&fused::linear(&lin, x.as_tensor())?, 14);
+    assert_ok(&check_gradients(&f, &vars, 40, H, 5)?, TOL);
+    let a = fused::linear(&lin, x.as_tensor())?;
+    let c = lin.forward(x.as_tensor())?;
+    assert_eq!(a.dims(), c.dims());
+    let d = (a - c)?.abs()?.max_all()?.to_scalar::<f64>()?;
+    assert!(d < 1e-12, "fused vs candle linear differ by {d}");
+    let d = fused_vs_composed(&f, &vars)?;
+    assert!(
+        d < 1e-12,
+        "linear: fused vs composed gradients differ by {d:e}"
+    );
     Ok(())
 }

@@ -1,0 +1,305 @@
+//! Fused CPU kernels with a backward pass for the element-wise work of a training step.
+//!
+//! - [`gelu_erf`]: exact GELU `0.5 x (1 + erf(x / sqrt 2))`. candle's own `gelu_erf`
+//!   backward builds the derivative from ~10 primitive ops (each a full-size temporary) with a
+//!   rounded constant; here the backward is one parallel pass with the exact derivative
+//!   `Phi(x) + x phi(x)`.
+//! - [`linear`]: `x W^T + b` as one matmul over all rows plus a parallel bias add whose
+//!   backward sums the bias gradient in one pass (candle's `broadcast_add` backward reduces
+//!   through its generic sum).
+//!
+//! Off the CPU (and under [`crate::ops::with_composed_ops`]) every op falls back to candle's
+//! primitive ops, which have CUDA kernels and autograd. `tests/gradients.rs` checks both paths
+//! against finite differences and against each other.
+
+use candle_core::backend::BackendStorage;
+use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+use crate::ops::fused_on;
+
+/// Elements per parallel task.
+const CHUNK: usize = 1 << 14;
+
+fn contiguous<'a, T>(s: &'a [T], l: &Layout, op: &str) -> Result<&'a [T]> {
+    match l.contiguous_offsets() {
+        Some((a, b)) => s.get(a..b).ok_or_else(|| {
+            candle_core::Error::Msg(format!("{op}: storage shorter than its layout"))
+        }),
+        None => bail!("{op}: input has to be contiguous"),
+    }
+}
+
+/// `f(src[i]) -> dst[i]`, in parallel chunks.
+fn map1<T: Copy + Send + Sync + Default>(src: &[T], f: impl Fn(T) -> T + Sync) -> Vec<T> {
+    let mut dst = vec![T::default(); src.len()];
+    dst.par_chunks_mut(CHUNK)
+        .zip(src.par_chunks(CHUNK))
+        .for_each(|(d, s)| d.iter_mut().zip(s).for_each(|(o, &v)| *o = f(v)));
+    dst
+}
+
+/// `f(a[i], b[i]) -> dst[i]`, in parallel chunks.
+fn map2<T: Copy + Send + Sync + Default>(a: &[T], b: &[T], f: impl Fn(T, T) -> T + Sync) -> Vec<T> {
+    let mut dst = vec![T::default(); a.len()];
+    dst.par_chunks_mut(CHUNK)
+        .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
+        .for_each(|(d, (a, b))| {
+            d.iter_mut()
+                .zip(a.iter().zip(b))
+                .for_each(|(o, (&x, &y))| *o = f(x, y))
+        });
+    dst
+}
+
+const INV_SQRT_2: f64 = std::f64::consts::FRAC_1_SQRT_2;
+/// 1 / sqrt(2 pi)
+const INV_SQRT_2PI: f64 = 0.398_942_280_401_432_7;
+
+#[inline]
+fn gelu64(x: f64) -> f64 {
+    0.5 * x * (1.0 + candle_core::cpu::erf::erf_f64(x * INV_SQRT_2))
+}
+
+#[inline]
+fn gelu_grad64(x: f64) -> f64 {
+    0.5 * (1.0 + candle_core::cpu::erf::erf_f64(x * INV_SQRT_2))
+        + x * INV_SQRT_2PI * (-0.5 * x * x).exp()
+}
+
+#[inline]
+fn gelu32(x: f32) -> f32 {
+    0.5 * x * (1.0 + candle_core::cpu::erf::erf_f32(x * std::f32::consts::FRAC_1_SQRT_2))
+}
+
+#[inline]
+fn gelu_grad32(x: f32) -> f32 {
+    0.5 * (1.0 + candle_core::cpu::erf::erf_f32(x * std::f32::consts::FRAC_1_SQRT_2))
+        + x * (INV_SQRT_2PI as f32) * (-0.5 * x * x).exp()
+}
+
+#[derive(Debug, Clone, Copy)]
+struct GeluOp;
+
+impl CustomOp1 for GeluOp {
+    fn name(&self) -> &'static str {
+        "neurofm-gelu-erf"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let out = match s {
+            CpuStorage::F32(v) => CpuStorage::F32(map1(contiguous(v, l, self.name())?, gelu32)),
+            CpuStorage::F64(v) => CpuStorage::F64(map1(contiguous(v, l, self.name())?, gelu64)),
+            other => bail!("{}: unsupported dtype {:?}", self.name(), other.dtype()),
+        };
+        Ok((out, l.shape().clone()))
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+        let g = grad_res.contiguous()?;
+        Ok(Some(arg.contiguous()?.apply_op2(&g, GeluBwd)?))
+    }
+}
+
+/// `dx = g * (Phi(x) + x phi(x))`.
+#[derive(Debug, Clone, Copy)]
+struct GeluBwd;
+
+impl CustomOp2 for GeluBwd {
+    fn name(&self) -> &'static str {
+        "neurofm-gelu-erf-bwd"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        if l1.shape() != l2.shape() {
+            bail!(
+                "{}: shape mismatch {:?} {:?}",
+                self.name(),
+                l1.shape(),
+                l2.shape()
+            );
+        }
+        let name = self.name();
+        let out = match (s1, s2) {
+            (CpuStorage::F32(x), CpuStorage::F32(g)) => CpuStorage::F32(map2(
+                contiguous(x, l1, name)?,
+                contiguous(g, l2, name)?,
+                |x, g| g * gelu_grad32(x),
+            )),
+            (CpuStorage::F64(x), CpuStorage::F64(g)) => CpuStorage::F64(map2(
+                contiguous(x, l1, name)?,
+                contiguous(g, l2, name)?,
+                |x, g| g * gelu_grad64(x),
+            )),
+            (a, b) => bail!("{name}: unsupported dtypes {:?} {:?}", a.dtype(), b.dtype()),
+        };
+        Ok((out, l1.shape().clone()))
+    }
+}
+
+/// Exact (erf) GELU, as `nn.GELU()`, with a fused parallel backward on the CPU.
+pub fn gelu_erf(x: &Tensor) -> Result<Tensor> {
+    if fused_on(x) {
+        x.contiguous()?.apply_op1(GeluOp)
+    } else {
+        x.gelu_erf()
+    }
+}
+
+/// `y[r, :] + b` for every row `r` of `y` `[rows, n]`; backward: `dy = g`, `db = sum_r g[r, :]`.
+#[derive(Debug, Clone, Copy)]
+struct BiasAdd;
+
+impl CustomOp2 for BiasAdd {
+    fn name(&self) -> &'static str {
+        "neurofm-bias-add"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let n = match l1.shape().dims().last() {
+            Some(&n) if n > 0 && l2.shape().dims() == [n] => n,
+            _ => bail!(
+                "{}: bias {:?} does not match the last dimension of {:?}",
+                self.name(),
+                l2.shape(),
+                l1.shape()
+            ),
+        };
+        fn run<T: Copy + Send + Sync + Default + std::ops::Add<Output = T>>(
+            y: &[T],
+            b: &[T],
+            n: usize,
+        ) -> Vec<T> {
+            let mut out = vec![T::default(); y.len()];
+            let rows_per = (CHUNK / n).max(1) * n;
+            out.par_chunks_mut(rows_per)
+                .zip(y.par_chunks(rows_per))
+                .for_each(|(o, y)| {
+                    for (o, y) in o.chunks_mut(n).zip(y.chunks(n)) {
+                        for ((o, &y), &b) in o.iter_mut().zip(y).zip(b) {
+                            *o = y + b;
+                        }
+                    }
+                });
+            out
+        }
+        let name = self.name();
+        let out = match (s1, s2) {
+            (CpuStorage::F32(y), CpuStorage::F32(b)) => {
+                CpuStorage::F32(run(contiguous(y, l1, name)?, contiguous(b, l2, name)?, n))
+            }
+            (CpuStorage::F64(y), CpuStorage::F64(b)) => {
+                CpuStorage::F64(run(contiguous(y, l1, name)?, contiguous(b, l2, name)?, n))
+            }
+            (a, b) => bail!("{name}: unsupported dtypes {:?} {:?}", a.dtype(), b.dtype()),
+        };
+        Ok((out, l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        _y: &Tensor,
+        b: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let g = grad_res.contiguous()?;
+        let db = g.apply_op1(ColumnSum)?.reshape(b.shape())?;
+        Ok((Some(g), Some(db)))
+    }
+}
+
+/// Sum over all rows of `g` `[.., n]` -> `[n]` (f64 accumulation, parallel over row blocks).
+#[derive(Debug, Clone, Copy)]
+struct ColumnSum;
+
+impl CustomOp1 for ColumnSum {
+    fn name(&self) -> &'static str {
+        "neurofm-column-sum"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let n = match l.shape().dims().last() {
+            Some(&n) if n > 0 => n,
+            _ => bail!("{}: empty last dimension {:?}", self.name(), l.shape()),
+        };
+        fn run<T: Copy + Send + Sync>(
+            g: &[T],
+            n: usize,
+            to: impl Fn(T) -> f64 + Sync,
+            from: impl Fn(f64) -> T,
+        ) -> Vec<T> {
+            let rows_per = (CHUNK / n).max(1) * n;
+            let acc = g
+                .par_chunks(rows_per)
+                .fold(
+                    || vec![0f64; n],
+                    |mut a, g| {
+                        for row in g.chunks(n) {
+                            for (a, &v) in a.iter_mut().zip(row) {
+                                *a += to(v);
+                            }
+                        }
+                        a
+                    },
+                )
+                .reduce(
+                    || vec![0f64; n],
+                    |mut a, b| {
+                        a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
+                        a
+                    },
+                );
+            acc.into_iter().map(from).collect()
+        }
+        let out = match s {
+            CpuStorage::F32(v) => CpuStorage::F32(run(
+                contiguous(v, l, self.name())?,
+                n,
+                |v| v as f64,
+                |v| v as f32,
+            )),
+            CpuStorage::F64(v) => {
+                CpuStorage::F64(run(contiguous(v, l, self.name())?, n, |v| v, |v| v))
+            }
+            other => bail!("{}: unsupported dtype {:?}", self.name(), other.dtype()),
+        };
+        Ok((out, Shape::from(n)))
+    }
+}
+
+/// `x W^T + b` of a `candle_nn::Linear` (weight `[out, in]`): on the CPU one matmul over all
+/// rows, then a fused parallel bias add whose backward sums the bias gradient in one pass;
+/// elsewhere (and without a bias) `Linear::forward`.
+pub fn linear(lin: &candle_nn::Linear, x: &Tensor) -> Result<Tensor> {
+    use candle_core::Module;
+    let Some(b) = lin.bias() else {
+        return lin.forward(x);
+    };
+    if !fused_on(x) {
+        return lin.forward(x);
+    }
+    let dims = x.dims().to_vec();
+    let Some((&k, lead)) = dims.split_last() else {
+        return lin.forward(x);
+    };
+    let rows: usize = lead.iter().product();
+    let w = lin.weight();
+    let y = x.contiguous()?.reshape((rows, k))?.matmul(&w.t()?)?;
+    let y = y.apply_op2(b, BiasAdd)?;
+    let mut out_dims = lead.to_vec();
+    out_dims.push(w.dim(0)?);
+    y.reshape(out_dims)
+}
