@@ -47,6 +47,22 @@ pub enum LabelSource {
         key: String,
         mapping: BTreeMap<String, String>,
     },
+    /// Fixed-length windows labelled by a time-aligned extra tensor `[k, n_times]` of the
+    /// recording (e.g. the behaviour `covariates` of calcium recordings): the mean of row `row`
+    /// over the window is binned by `thresholds` (ascending) into `classes`
+    /// (`thresholds.len() + 1` names, lowest bin first). Windows whose mean is not finite are
+    /// left unlabelled.
+    Covariate {
+        #[serde(default = "default_covariate_extra")]
+        extra: String,
+        row: usize,
+        thresholds: Vec<f64>,
+        classes: Vec<String>,
+    },
+}
+
+fn default_covariate_extra() -> String {
+    "covariates".into()
 }
 
 /// How to cut recordings into windows (TOML / JSON).
@@ -211,6 +227,27 @@ impl WindowIndex {
                     .into_iter()
                     .collect()
             }
+            LabelSource::Covariate {
+                thresholds,
+                classes,
+                ..
+            } => {
+                if classes.len() != thresholds.len() + 1 {
+                    return Err(DataError::Window(format!(
+                        "labels.classes: {} names for {} thresholds (need thresholds + 1)",
+                        classes.len(),
+                        thresholds.len()
+                    )));
+                }
+                if thresholds.windows(2).any(|w| !(w[0] < w[1]))
+                    || thresholds.iter().any(|t| !t.is_finite())
+                {
+                    return Err(DataError::Window(
+                        "labels.thresholds must be finite and strictly ascending".into(),
+                    ));
+                }
+                classes.clone()
+            }
         };
         let class_of = |name: &str| classes.iter().position(|c| c == name);
         let mut windows = Vec::new();
@@ -235,6 +272,48 @@ impl WindowIndex {
                     };
                     let mut start = 0;
                     while start + len <= n {
+                        windows.push(Window {
+                            entry: ei,
+                            start,
+                            len,
+                            label,
+                            subject: e.subject.clone(),
+                        });
+                        start += stride;
+                    }
+                }
+                LabelSource::Covariate {
+                    extra,
+                    row,
+                    thresholds,
+                    ..
+                } => {
+                    let view = store.view(&e.id)?;
+                    let (shape, data) = view.extra(extra).map_err(|err| {
+                        DataError::Window(format!(
+                            "entry `{}`: labels.extra `{extra}`: {err}",
+                            e.id
+                        ))
+                    })?;
+                    let (k, t) = match shape.as_slice() {
+                        [t] => (1, *t),
+                        [k, t] => (*k, *t),
+                        _ => (0, 0),
+                    };
+                    if t != n || *row >= k {
+                        return Err(DataError::Window(format!(
+                            "entry `{}`: extra `{extra}` has shape {shape:?}; labels need [rows > {row}, {n}] (time-aligned with the recording)",
+                            e.id
+                        )));
+                    }
+                    let series = &data[row * t..(row + 1) * t];
+                    let mut start = 0;
+                    while start + len <= n {
+                        let w = &series[start..start + len];
+                        let mean = w.iter().map(|&v| f64::from(v)).sum::<f64>() / len as f64;
+                        let label = mean
+                            .is_finite()
+                            .then(|| thresholds.iter().filter(|&&th| mean >= th).count());
                         windows.push(Window {
                             entry: ei,
                             start,

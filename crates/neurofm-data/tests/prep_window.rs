@@ -241,3 +241,65 @@ fn prepare_records_recipe_and_windows_come_back() {
     let labels: Vec<Option<usize>> = idx.windows.iter().map(|w| w.label).collect();
     assert_eq!(labels, vec![Some(1), Some(1), Some(0)]);
 }
+
+#[test]
+fn covariate_labels_bin_the_window_mean_of_a_time_aligned_extra() {
+    let names = ["Cz", "Pz"];
+    let rec = recording("00", "1", &names, 10.0, 100);
+    // Row 1 ("velocity"): -1 for the first 40 samples, +1 after, NaN in samples 80..90.
+    let mut cov = vec![0f32; 2 * 100];
+    for t in 0..100 {
+        cov[100 + t] = if t < 40 { -1.0 } else { 1.0 };
+    }
+    for v in &mut cov[180..190] {
+        *v = f32::NAN;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::create(&dir.path().join("s")).unwrap();
+    store
+        .add(
+            &rec,
+            NewEntry {
+                extras: vec![neurofm_data::ExtraTensor {
+                    name: "covariates".into(),
+                    shape: vec![2, 100],
+                    data: cov,
+                }],
+                ..NewEntry::default()
+            },
+        )
+        .unwrap();
+    let cfg = |row: usize, thresholds: Vec<f64>, classes: &[&str]| WindowConfig {
+        length_s: 2.0,
+        stride_s: 2.0,
+        labels: LabelSource::Covariate {
+            extra: "covariates".into(),
+            row,
+            thresholds,
+            classes: classes.iter().map(|s| s.to_string()).collect(),
+        },
+    };
+    let idx = WindowIndex::build(&store, &cfg(1, vec![0.0], &["reverse", "forward"])).unwrap();
+    assert_eq!(idx.classes, vec!["reverse", "forward"]);
+    let labels: Vec<Option<usize>> = idx.windows.iter().map(|w| w.label).collect();
+    // Windows of 20 samples: 0-19, 20-39 reverse; 40.. forward; 80-99 holds NaN: unlabelled.
+    assert_eq!(labels, vec![Some(0), Some(0), Some(1), Some(1), None]);
+    // Row out of range, wrong class count, unknown extra: clear errors.
+    let err = WindowIndex::build(&store, &cfg(2, vec![0.0], &["a", "b"]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("covariates") && err.contains("[2, 100]"),
+        "{err}"
+    );
+    let err = WindowIndex::build(&store, &cfg(1, vec![0.0], &["a"]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("labels.classes"), "{err}");
+    let mut bad = cfg(1, vec![0.0], &["a", "b"]);
+    if let LabelSource::Covariate { extra, .. } = &mut bad.labels {
+        *extra = "behaviour".into();
+    }
+    let err = WindowIndex::build(&store, &bad).unwrap_err().to_string();
+    assert!(err.contains("behaviour"), "{err}");
+}
