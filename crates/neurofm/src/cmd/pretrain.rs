@@ -119,6 +119,25 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
     };
     if args.dry_run {
         print_dry_run(&cfg, &resolved, n_params)?;
+        // The loader alone, for 2 s: what the step may consume without waiting for data.
+        let lcfg = neurofm_train::LoaderConfig {
+            batch_size: cfg.train.batch_size,
+            seed: cfg.train.seed,
+            prefetch: cfg.train.prefetch,
+            workers: cfg.train.workers,
+        };
+        let src: std::sync::Arc<dyn WindowSource> = source.clone();
+        let mut loader = neurofm_train::Loader::start(src, lcfg, 0)?;
+        let t0 = std::time::Instant::now();
+        let mut n = 0usize;
+        while t0.elapsed().as_secs_f64() < 2.0 {
+            n += loader.next_batch()?.windows.len();
+        }
+        println!(
+            "loader_windows_per_s = {:.0}  # {} reader threads, measured for 2 s",
+            n as f64 / t0.elapsed().as_secs_f64(),
+            cfg.train.workers
+        );
         println!("trivial_loss = {zero_loss:.6}  # mae: mean square of the windows (predicting zero); gpt: ln(vocab) (uniform prediction)");
         return Ok(());
     }
