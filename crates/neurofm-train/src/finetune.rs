@@ -370,6 +370,27 @@ fn shuffled(idx: &[usize], seed: u64, epoch: u64) -> Vec<usize> {
     v
 }
 
+/// Moves a seeded share (`fraction`, at least 1, at most all but 1) of the fold's training
+/// windows to its validation side.
+fn split_windows(fold: &Fold, fraction: f64, seed: u64) -> Result<Fold> {
+    let n = fold.train.len();
+    if n < 2 {
+        return Err(TrainError::Data(format!(
+            "fold {}: {n} training window(s); early stopping needs at least 2",
+            fold.name
+        )));
+    }
+    let order = shuffled(&fold.train, seed, u64::MAX);
+    let n_val = ((n as f64 * fraction).round() as usize).clamp(1, n - 1);
+    let mut f = fold.clone();
+    f.validation = order[..n_val].to_vec();
+    f.train = order[n_val..].to_vec();
+    f.validation.sort_unstable();
+    f.train.sort_unstable();
+    f.validation_subjects = f.train_subjects.clone();
+    Ok(f)
+}
+
 fn fold_seed(seed: u64, fold: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in fold.bytes() {
@@ -480,13 +501,14 @@ pub fn finetune_fold(
 ) -> Result<FinetuneFold> {
     cfg.validate()?;
     check_fold(protocol, fold, data.meta).map_err(metric_err)?;
-    let fold = split_validation(
-        fold,
-        data.meta,
-        cfg.val_fraction,
-        fold_seed(seed, &fold.name),
-    )
-    .map_err(metric_err)?;
+    // Validation: whole training subjects; with fewer than two training subjects (within-subject
+    // few-shot), a seeded share of the training windows.
+    let vseed = fold_seed(seed, &fold.name);
+    let fold = match split_validation(fold, data.meta, cfg.val_fraction, vseed) {
+        Ok(f) => f,
+        Err(EvalError::NotEnoughData(_)) => split_windows(fold, cfg.val_fraction, vseed)?,
+        Err(e) => return Err(metric_err(e)),
+    };
     let k = data.n_classes;
     let rng_seed = fold_seed(seed, &fold.name);
 
@@ -680,6 +702,33 @@ mod tests {
         assert_eq!(a, shuffled(&idx, 3, 0));
         assert_ne!(a, shuffled(&idx, 3, 1));
         assert_ne!(a, idx);
+    }
+
+    #[test]
+    fn window_split_moves_a_seeded_share_of_training_windows() {
+        let fold = Fold {
+            name: "subject=01".into(),
+            seed: 0,
+            train_subjects: vec!["01".into()],
+            validation_subjects: vec![],
+            test_subjects: vec!["01".into()],
+            train: (0..10).collect(),
+            validation: vec![],
+            test: (10..20).collect(),
+        };
+        let f = split_windows(&fold, 0.2, 5).unwrap();
+        assert_eq!(f.validation.len(), 2);
+        assert_eq!(f.train.len(), 8);
+        let mut all: Vec<usize> = f.train.iter().chain(&f.validation).copied().collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..10).collect::<Vec<_>>());
+        assert_eq!(f.test, fold.test);
+        assert_eq!(f, split_windows(&fold, 0.2, 5).unwrap());
+        let one = Fold {
+            train: vec![3],
+            ..fold.clone()
+        };
+        assert!(split_windows(&one, 0.2, 5).is_err());
     }
 
     #[test]
