@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor, Var, D};
 use candle_nn::{Module, VarMap};
+use neurofm_eval::logreg::argmax_rows;
 use neurofm_eval::metrics::Metrics;
 use neurofm_eval::probe::{FoldResult, SubjectResult};
 use neurofm_eval::protocol::{check_fold, split_validation, Fold, Protocol, WindowMeta};
@@ -27,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::checkpoint::{self, sorted_vars, Checkpoint, LoadReport, TrainerState};
 use crate::error::{Result, TrainError};
 use crate::init::SeededVarMap;
+use crate::loader::SplitMix64;
 use crate::optim::{AdamW, AdamWConfig};
 
 /// A pretrained checkpoint opened for downstream use.
@@ -290,10 +292,16 @@ impl FinetuneConfig {
                 format!("{} is not in (0, 1)", self.val_fraction),
             );
         }
-        if !(self.weight_decay >= 0.0 && self.grad_clip >= 0.0) {
+        if !self.weight_decay.is_finite() || self.weight_decay < 0.0 {
             return bad(
                 "weight_decay",
-                "weight_decay and grad_clip must be non-negative".into(),
+                format!("{} is not a non-negative number", self.weight_decay),
+            );
+        }
+        if !self.grad_clip.is_finite() || self.grad_clip < 0.0 {
+            return bad(
+                "grad_clip",
+                format!("{} is not a non-negative number", self.grad_clip),
             );
         }
         Ok(())
@@ -352,19 +360,14 @@ pub struct FinetuneFold {
     pub validation_subjects: Vec<String>,
 }
 
-/// SplitMix64 shuffle, a pure function of (seed, epoch).
+/// `idx` shuffled (Fisher–Yates), a pure function of (seed, epoch).
 fn shuffled(idx: &[usize], seed: u64, epoch: u64) -> Vec<usize> {
     let mut v = idx.to_vec();
-    let mut s = seed ^ epoch.wrapping_mul(0xD1B5_4A32_D192_ED03) ^ 0x5DEE_CE66_D1CE_4E5B;
-    let mut next = || {
-        s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = s;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    };
+    let mut rng =
+        SplitMix64::new(seed ^ epoch.wrapping_mul(0xD1B5_4A32_D192_ED03) ^ 0x5DEE_CE66_D1CE_4E5B);
     for i in (1..v.len()).rev() {
-        let j = ((next() as u128 * (i as u128 + 1)) >> 64) as usize;
+        // Lemire's multiply-shift: uniform in 0..=i (bias < (i + 1) / 2^64).
+        let j = ((u128::from(rng.next_u64()) * (i as u128 + 1)) >> 64) as usize;
         v.swap(i, j);
     }
     v
@@ -392,12 +395,7 @@ fn split_windows(fold: &Fold, fraction: f64, seed: u64) -> Result<Fold> {
 }
 
 fn fold_seed(seed: u64, fold: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in fold.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h ^ seed
+    crate::init::name_id(fold) ^ seed
 }
 
 struct Classifier {
@@ -466,21 +464,6 @@ fn predict(
         labels.extend(y.iter().map(|&c| c as usize));
     }
     Ok((proba, labels, loss_sum / w_sum.max(1e-12)))
-}
-
-fn argmax(proba: &[f64], k: usize) -> Vec<usize> {
-    proba
-        .chunks(k.max(1))
-        .map(|r| {
-            let mut best = 0;
-            for (j, &v) in r.iter().enumerate() {
-                if v > r[best] {
-                    best = j;
-                }
-            }
-            best
-        })
-        .collect()
 }
 
 fn metric_err(e: EvalError) -> TrainError {
@@ -607,7 +590,7 @@ pub fn finetune_fold(
             n_batches += 1;
         }
         let (vp, vy, vloss) = predict(&clf, data, &fold.validation, &class_w, device)?;
-        let vm = Metrics::compute(&vy, &argmax(&vp, k), Some(&vp), k).map_err(metric_err)?;
+        let vm = Metrics::compute(&vy, &argmax_rows(&vp, k), Some(&vp), k).map_err(metric_err)?;
         history.push((
             loss_sum / n_batches.max(1) as f64,
             vloss,
@@ -643,7 +626,7 @@ pub fn finetune_fold(
 
     // The test side, scored once.
     let (tp, ty, _) = predict(&clf, data, &fold.test, &class_w, device)?;
-    let pred = argmax(&tp, k);
+    let pred = argmax_rows(&tp, k);
     let metrics = Metrics::compute(&ty, &pred, Some(&tp), k).map_err(metric_err)?;
     let mut per_subject = Vec::new();
     for s in &fold.test_subjects {

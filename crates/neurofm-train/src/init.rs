@@ -11,53 +11,36 @@ use candle_nn::init::{FanInOut, NonLinearity, NormalOrUniform};
 use candle_nn::var_builder::SimpleBackend;
 use candle_nn::{Init, VarBuilder, VarMap};
 
-/// SplitMix64 (Steele, Lea & Flood 2014).
-#[derive(Debug, Clone)]
-struct SplitMix64(u64);
+use crate::loader::SplitMix64;
 
-impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1) with 53 random bits.
-    fn uniform(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
-    }
-
-    /// Standard normal by Box–Muller.
-    fn normal(&mut self) -> f64 {
-        let u1 = 1.0 - self.uniform(); // (0, 1]
-        let u2 = self.uniform();
-        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
-    }
+/// Standard normal by Box–Muller.
+fn normal(rng: &mut SplitMix64) -> f64 {
+    let u1 = 1.0 - rng.next_f64(); // (0, 1]
+    let u2 = rng.next_f64();
+    (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
 }
 
-/// FNV-1a of the name, mixed with the seed.
-fn stream_seed(seed: u64, name: &str) -> u64 {
+/// FNV-1a hash of a name: a stable stream id.
+pub fn name_id(name: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in name.bytes() {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
-    h ^ seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    h
 }
 
 /// Values of a new variable `name` of `shape` under `init`, drawn from `(seed, name)`.
 pub fn init_values(init: Init, shape: &Shape, seed: u64, name: &str) -> Vec<f32> {
     let n = shape.elem_count();
-    let mut rng = SplitMix64(stream_seed(seed, name));
+    let mut rng = SplitMix64::new(name_id(name) ^ seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
     match init {
         Init::Const(v) => vec![v as f32; n],
         Init::Randn { mean, stdev } => (0..n)
-            .map(|_| (mean + stdev * rng.normal()) as f32)
+            .map(|_| (mean + stdev * normal(&mut rng)) as f32)
             .collect(),
         Init::Uniform { lo, up } => (0..n)
-            .map(|_| (lo + (up - lo) * rng.uniform()) as f32)
+            .map(|_| (lo + (up - lo) * rng.next_f64()) as f32)
             .collect(),
         Init::Kaiming {
             dist,
@@ -73,10 +56,12 @@ pub fn init_values(init: Init, shape: &Shape, seed: u64, name: &str) -> Vec<f32>
                 NormalOrUniform::Uniform => {
                     let bound = 3f64.sqrt() * std;
                     (0..n)
-                        .map(|_| (-bound + 2.0 * bound * rng.uniform()) as f32)
+                        .map(|_| (-bound + 2.0 * bound * rng.next_f64()) as f32)
                         .collect()
                 }
-                NormalOrUniform::Normal => (0..n).map(|_| (std * rng.normal()) as f32).collect(),
+                NormalOrUniform::Normal => {
+                    (0..n).map(|_| (std * normal(&mut rng)) as f32).collect()
+                }
             }
         }
     }

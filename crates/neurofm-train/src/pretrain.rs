@@ -376,14 +376,11 @@ use crate::loader::WindowSource as _;
 fn check_shapes(model: &ModelConfig, source: &StoreWindows, w: &WindowConfig) -> Result<()> {
     let t = source.window_len();
     let sfreq = source.index().sfreq_hz;
-    if let ModelConfig::Gpt(g) = model {
-        if t < 2 {
-            return Err(TrainError::Config {
-                field: "data.window.length_s".into(),
-                reason: format!("a window of {t} sample(s) has no next token to predict"),
-            });
-        }
-        let _ = g;
+    if matches!(model, ModelConfig::Gpt(_)) && t < 2 {
+        return Err(TrainError::Config {
+            field: "data.window.length_s".into(),
+            reason: format!("a window of {t} sample(s) has no next token to predict"),
+        });
     }
     if let ModelConfig::Mae(m) = model {
         if m.patch_len > t {

@@ -10,7 +10,7 @@ use neurofm_eval::bandpower::BandPower;
 use neurofm_eval::ea::Alignment;
 use neurofm_eval::probe::{evaluate_linear, LinearMethod};
 use neurofm_eval::protocol::{labelled_subjects, make_folds, Protocol};
-use neurofm_eval::report::{summarize, MethodKind, MethodResult, Report, REPORT_FORMAT_VERSION};
+use neurofm_eval::report::{MethodKind, MethodResult, Report, REPORT_FORMAT_VERSION};
 use neurofm_eval::source::WindowSource;
 use neurofm_eval::store_source::StoreWindows;
 use neurofm_eval::task::TaskConfig;
@@ -18,7 +18,7 @@ use neurofm_train::finetune::{
     finetune_fold, FinetuneConfig, FinetuneFold, FinetuneMode, LabelledWindows, Pretrained, Start,
 };
 
-use crate::cmd::probe::{store_recipe_hash, EaMode};
+use crate::cmd::probe::{store_recipe_hash, write_and_summarize, EaMode};
 use crate::progress;
 use crate::Global;
 
@@ -339,30 +339,14 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
         neurofm_version: env!("CARGO_PKG_VERSION").into(),
         methods,
     };
-    let mut files = report
-        .write_all(&args.out)
-        .with_context(|| format!("writing the report to {}", args.out.display()))?;
     let hist_path = args.out.join("finetune.json");
     let hist = serde_json::json!({ "config": cfg, "checkpoint": pre.dir, "folds": histories });
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
     neurofm_eval::report::write_atomic(
         &hist_path,
         serde_json::to_string_pretty(&hist)?.as_bytes(),
     )?;
-    files.push(hist_path);
-    if !global.quiet {
-        for m in &report.methods {
-            let s = summarize(m, report.classes.len());
-            eprintln!(
-                "{:<28} balanced accuracy {:.3} ± {:.3} (chance {:.3})",
-                m.label(),
-                s.balanced_accuracy.mean,
-                s.balanced_accuracy.std,
-                s.chance_uniform
-            );
-        }
-        for f in files {
-            eprintln!("wrote {}", f.display());
-        }
-    }
+    write_and_summarize(&report, &args.out, &[hist_path], global.quiet)?;
     Ok(())
 }

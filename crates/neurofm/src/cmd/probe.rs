@@ -193,21 +193,33 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
         neurofm_version: env!("CARGO_PKG_VERSION").into(),
         methods: results,
     };
+    write_and_summarize(&report, &args.out, &[], global.quiet)?;
+    Ok(())
+}
+
+/// Writes report.json, report.md and the plots to `out`, then (unless quiet) prints each
+/// method's balanced accuracy and the files written (`extra_files` too).
+pub fn write_and_summarize(
+    report: &Report,
+    out: &std::path::Path,
+    extra_files: &[PathBuf],
+    quiet: bool,
+) -> anyhow::Result<()> {
     let files = report
-        .write_all(&args.out)
-        .with_context(|| format!("writing the report to {}", args.out.display()))?;
-    if !global.quiet {
+        .write_all(out)
+        .with_context(|| format!("writing the report to {}", out.display()))?;
+    if !quiet {
         for m in &report.methods {
             let s = summarize(m, report.classes.len());
             eprintln!(
-                "{:<24} balanced accuracy {:.3} ± {:.3} (chance {:.3})",
+                "{:<28} balanced accuracy {:.3} ± {:.3} (chance {:.3})",
                 m.label(),
                 s.balanced_accuracy.mean,
                 s.balanced_accuracy.std,
                 s.chance_uniform
             );
         }
-        for f in files {
+        for f in files.iter().chain(extra_files) {
             eprintln!("wrote {}", f.display());
         }
     }
