@@ -29,6 +29,9 @@ pub enum IoError {
     /// A companion file (.vmrk, .fdt, .eeg, ...) is missing.
     #[error("{}: companion file {} is missing", path.display(), companion.display())]
     MissingCompanion { path: PathBuf, companion: PathBuf },
+    /// Hashing the file (provenance sha256, on a background thread) failed.
+    #[error("{}: computing the provenance sha256 failed: {reason}", path.display())]
+    Hash { path: PathBuf, reason: String },
     /// A valid file using a feature this reader does not support.
     #[error("{}: unsupported: {what}", path.display())]
     Unsupported { path: PathBuf, what: String },

@@ -2,7 +2,8 @@
 
 use std::fs::File;
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use neurofm_core::{Annotation, Info, Recording, Signal};
 use sha2::{Digest, Sha256};
@@ -28,34 +29,52 @@ pub trait RawReader: Send {
     /// Volume signals: `out` is `[stop - start, nx, ny, nz]`, row-major.
     fn read_segment(&mut self, start: usize, stop: usize, out: &mut [f32]) -> Result<(), IoError>;
 
+    /// Number of channels, from the header, without the deferred work (the provenance hash)
+    /// that [`RawReader::info`] may do on first use.
+    fn n_channels(&self) -> usize {
+        self.info().n_channels()
+    }
+
+    /// Reports a failure of work a reader deferred (the provenance sha256 of EDF/BDF files is
+    /// computed on first use). [`RawReader::read_all`] calls it after reading the samples.
+    fn finish(&mut self) -> Result<(), IoError> {
+        Ok(())
+    }
+
     /// Reads the whole recording into memory.
     fn read_all(&mut self) -> Result<Recording, IoError> {
-        let n = self.n_times();
-        let path = std::path::PathBuf::from(&self.info().provenance.source_path);
-        let signal = match self.volume_geometry() {
-            Some((dims, affine)) => {
-                let mut data = vec![0f32; n * dims[0] * dims[1] * dims[2]];
-                self.read_segment(0, n, &mut data)?;
-                Signal::Volumes {
-                    n_volumes: n,
-                    dims,
-                    affine,
-                    data,
-                }
-            }
-            None => {
-                let nc = self.info().n_channels();
-                let mut data = vec![0f32; nc * n];
-                self.read_segment(0, n, &mut data)?;
-                Signal::channels(nc, n, data).map_err(|source| IoError::Core {
-                    path: path.clone(),
-                    source,
-                })?
-            }
-        };
-        Recording::new(self.info().clone(), signal, self.annotations().to_vec())
-            .map_err(|source| IoError::Core { path, source })
+        read_all_by_segments(self)
     }
+}
+
+/// [`RawReader::read_all`]'s default: one [`RawReader::read_segment`] over the whole recording.
+pub(crate) fn read_all_by_segments<R: RawReader + ?Sized>(r: &mut R) -> Result<Recording, IoError> {
+    let n = r.n_times();
+    let signal = match r.volume_geometry() {
+        Some((dims, affine)) => {
+            let mut data = vec![0f32; n * dims[0] * dims[1] * dims[2]];
+            r.read_segment(0, n, &mut data)?;
+            Signal::Volumes {
+                n_volumes: n,
+                dims,
+                affine,
+                data,
+            }
+        }
+        None => {
+            let nc = r.n_channels();
+            let mut data = vec![0f32; nc * n];
+            r.read_segment(0, n, &mut data)?;
+            Signal::channels(nc, n, data).map_err(|source| IoError::Core {
+                path: r.info().provenance.source_path.clone().into(),
+                source,
+            })?
+        }
+    };
+    r.finish()?;
+    let path = std::path::PathBuf::from(&r.info().provenance.source_path);
+    Recording::new(r.info().clone(), signal, r.annotations().to_vec())
+        .map_err(|source| IoError::Core { path, source })
 }
 
 /// One file format known to the dispatcher.
@@ -142,6 +161,44 @@ pub fn open_raw(path: &Path) -> Result<Box<dyn RawReader>, IoError> {
 /// Reads a whole recording into memory.
 pub fn read_recording(path: &Path) -> Result<Recording, IoError> {
     open_raw(path)?.read_all()
+}
+
+/// The provenance sha256 of a file, computed when first asked for (streaming the file), unless
+/// a reader that holds the whole file in memory supplies it first ([`LazyHash::set_from_bytes`]).
+pub(crate) struct LazyHash {
+    path: PathBuf,
+    result: OnceLock<Result<String, String>>,
+}
+
+impl LazyHash {
+    pub(crate) fn new(path: &Path) -> LazyHash {
+        LazyHash {
+            path: path.to_path_buf(),
+            result: OnceLock::new(),
+        }
+    }
+
+    /// Whether the hash is known already.
+    pub(crate) fn is_known(&self) -> bool {
+        self.result.get().is_some()
+    }
+
+    /// Records the hash of `bytes`, the whole file as read now (no effect if already known).
+    pub(crate) fn set_from_bytes(&self, bytes: &[u8]) {
+        self.result
+            .get_or_init(|| Ok(hex::encode(Sha256::digest(bytes))));
+    }
+
+    /// The hash; a failure is kept as text and repeated on every call.
+    pub(crate) fn get(&self) -> Result<&str, IoError> {
+        let r = self
+            .result
+            .get_or_init(|| sha256_file(&self.path).map_err(|e| e.to_string()));
+        r.as_deref().map_err(|reason| IoError::Hash {
+            path: self.path.clone(),
+            reason: reason.clone(),
+        })
+    }
 }
 
 /// Lower-case hex sha256 of a file, streamed.

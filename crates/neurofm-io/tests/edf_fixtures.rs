@@ -532,3 +532,74 @@ fn every_prefix_and_byte_flip_is_handled_without_panic() {
         }
     }
 }
+
+/// `read_all` reads files up to 256 MiB in one piece, hashing on one thread while the channels
+/// are decoded in parallel from the same bytes; `read_segment` streams chunks of about 4 MiB and
+/// decodes big chunks in parallel too. Both must give the same bits, and the hash computed from
+/// the bytes must be the file's sha256 (read_all before info, so the bytes supply it).
+#[test]
+fn whole_file_and_streamed_reads_agree() {
+    let dir = tempfile::tempdir().unwrap();
+    let (n_ch, n_per, n_rec) = (16usize, 1000usize, 160usize); // 5.1 MB of samples: two chunks
+    let mut sigs: Vec<Sig> = (0..n_ch)
+        .map(|c| {
+            let gain = if c % 2 == 0 { 1.0 } else { -1.0 };
+            sig(
+                &format!("E{c}"),
+                "uV",
+                (-300.0 * gain - c as f64, 300.0 * gain + 0.5),
+                (-32768, 32767),
+                n_per,
+            )
+        })
+        .collect();
+    sigs.push(tal_sig(10, false));
+    let e = Edf::new(false, sigs, n_rec);
+    let bytes = e.bytes(n_rec, |r, i| {
+        if i == n_ch {
+            Samples::Tal(format!("+{r}\x14\x14\x00"))
+        } else {
+            Samples::Digital(
+                (0..n_per)
+                    .map(|k| ((r * 7919 + k * 104_729 + i * 13) % 65536) as i32 - 32768)
+                    .collect(),
+            )
+        }
+    });
+    let p = write(dir.path(), "big.edf", &bytes);
+
+    let whole = open_raw(&p).unwrap().read_all().unwrap();
+    assert_eq!(
+        whole.info.provenance.source_sha256,
+        neurofm_io::sha256_file(&p).unwrap()
+    );
+    let mut r = open_raw(&p).unwrap();
+    let n = r.n_times();
+    assert_eq!(n, n_per * n_rec);
+    let mut streamed = vec![0f32; n_ch * n];
+    r.read_segment(0, n, &mut streamed).unwrap();
+    assert!(whole.signal.data() == streamed.as_slice());
+    // a segment crossing the chunk boundary, decoded in parallel, equals the same columns
+    let (a, b) = (1000 * 120 + 17, 1000 * 150 + 3);
+    let mut seg = vec![0f32; n_ch * (b - a)];
+    r.read_segment(a, b, &mut seg).unwrap();
+    for c in 0..n_ch {
+        assert!(seg[c * (b - a)..(c + 1) * (b - a)] == streamed[c * n + a..c * n + b]);
+    }
+    // the calibration of one sample by hand (MNE's float64 arithmetic, then f32)
+    let d = ((7919 + 3 * 104_729 + 13) % 65536) as f64 - 32768.0; // record 1, sample 3, ch 1
+    let (pmin, pmax) = (300.0 - 1.0, -300.0 + 0.5);
+    let cal = (pmax - pmin) / 65535.0;
+    let off = pmin - -32768.0 * cal;
+    assert_eq!(streamed[n + n_per + 3], ((d * cal + off) * 1e-6) as f32);
+    assert_conforms(&p);
+
+    // the file shrinks after open: an error naming the file, not a panic or short data
+    let mut r = open_raw(&p).unwrap();
+    std::fs::write(&p, &bytes[..bytes.len() - 5000]).unwrap();
+    let err = r.read_all().unwrap_err().to_string();
+    assert!(
+        err.contains("big.edf") && err.contains("truncated"),
+        "{err}"
+    );
+}

@@ -15,6 +15,8 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
+use rayon::prelude::*;
+
 use super::resample::resample_fft;
 use crate::error::IoError;
 
@@ -118,8 +120,41 @@ fn decode_with(bytes: &[u8], dtype: SampleType, out: &mut [f32], conv: impl Fn(f
 
 /// Decodes and calibrates the samples in `bytes` into `out` (f32, stim channels masked).
 /// The arithmetic is MNE's, in float64: `(digital * cal + offset) * gain`, then cast.
-#[inline]
+///
+/// The same loop is compiled for AVX-512, AVX2 and the baseline target and picked at run time.
+/// Every lane does the same IEEE multiply, add, multiply and rounding as the scalar code (Rust
+/// never contracts them into fused multiply-adds), so all three give identical bits.
 fn decode_into(bytes: &[u8], sig: &SignalLayout, out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+        {
+            // SAFETY: the CPU supports the features the function is compiled for.
+            return unsafe { decode_into_avx512(bytes, sig, out) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: as above.
+            return unsafe { decode_into_avx2(bytes, sig, out) };
+        }
+    }
+    decode_into_generic(bytes, sig, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx2")]
+unsafe fn decode_into_avx512(bytes: &[u8], sig: &SignalLayout, out: &mut [f32]) {
+    decode_into_generic(bytes, sig, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn decode_into_avx2(bytes: &[u8], sig: &SignalLayout, out: &mut [f32]) {
+    decode_into_generic(bytes, sig, out)
+}
+
+#[inline(always)]
+fn decode_into_generic(bytes: &[u8], sig: &SignalLayout, out: &mut [f32]) {
     let (cal, off, gain) = (sig.cal, sig.offset, sig.gain);
     if sig.stim {
         decode_with(bytes, sig.dtype, out, |d| {
@@ -211,23 +246,26 @@ impl RecordEngine {
     /// Reads `n` whole records starting at `first` into `self.buf`.
     fn load_records(&mut self, first: usize, n: usize) -> Result<(), IoError> {
         let bytes = n * self.record_bytes;
-        self.buf.resize(bytes, 0);
         let pos = self.data_offset + (first as u64) * (self.record_bytes as u64);
         self.file
             .seek(SeekFrom::Start(pos))
             .map_err(|e| IoError::io(&self.path, e))?;
-        self.file.read_exact(&mut self.buf).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                IoError::Truncated {
-                    path: self.path.clone(),
-                    what: format!("data records {first}..{}", first + n),
-                    expected: pos + bytes as u64,
-                    got: std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0),
-                }
-            } else {
-                IoError::io(&self.path, e)
-            }
-        })
+        // `read_to_end` fills the spare capacity without zeroing it first.
+        self.buf.clear();
+        self.buf.reserve_exact(bytes);
+        (&mut self.file)
+            .take(bytes as u64)
+            .read_to_end(&mut self.buf)
+            .map_err(|e| IoError::io(&self.path, e))?;
+        if self.buf.len() != bytes {
+            return Err(IoError::Truncated {
+                path: self.path.clone(),
+                what: format!("data records {first}..{}", first + n),
+                expected: pos + bytes as u64,
+                got: std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0),
+            });
+        }
+        Ok(())
     }
 
     /// Reads raw bytes `[offset, offset + len)` of record `rec` (annotation channels).
@@ -251,6 +289,11 @@ impl RecordEngine {
 
     fn records_per_chunk(&self) -> usize {
         (CHUNK_BYTES / self.record_bytes.max(1)).max(1)
+    }
+
+    /// Whether some channel is stored at a lower rate and FFT-upsampled.
+    pub(crate) fn needs_upsampling(&self) -> bool {
+        (0..self.signals.len()).any(|c| self.needs_fft(c))
     }
 
     fn needs_fft(&self, c: usize) -> bool {
@@ -283,6 +326,51 @@ impl RecordEngine {
         Ok(())
     }
 
+    /// Decodes every sample into `out` (`[n_signals, n_times]`) from `file`, the bytes of the
+    /// whole file, one rayon task per channel. Returns `Ok(false)` (nothing done) when a channel
+    /// needs FFT upsampling: [`RecordEngine::read_segment`] handles those.
+    pub(crate) fn decode_all_from(&self, file: &[u8], out: &mut [f32]) -> Result<bool, IoError> {
+        let n_sig = self.signals.len();
+        if self.needs_upsampling() {
+            return Ok(false);
+        }
+        let n_times = self.n_times();
+        if out.len() != n_sig * n_times {
+            return Err(IoError::Segment {
+                path: self.path.clone(),
+                start: 0,
+                stop: n_times,
+                n_times,
+            });
+        }
+        if n_times == 0 || n_sig == 0 {
+            return Ok(true);
+        }
+        let first = self.data_offset as usize;
+        let end = first + self.n_records * self.record_bytes;
+        let data = file.get(first..end).ok_or_else(|| IoError::Truncated {
+            path: self.path.clone(),
+            what: format!("data records 0..{}", self.n_records),
+            expected: end as u64,
+            got: file.len() as u64,
+        })?;
+        let chunk = ChunkView {
+            buf: data,
+            record_bytes: self.record_bytes,
+            first_rec: 0,
+            n_recs: self.n_records,
+            buf_len: self.buf_len,
+            start: 0,
+            stop: n_times,
+        };
+        out.par_chunks_mut(n_times)
+            .zip(&self.signals)
+            .for_each_init(Vec::new, |scratch, (row, sig)| {
+                chunk.decode_channel(sig, row, scratch)
+            });
+        Ok(true)
+    }
+
     /// Reads output samples `[start, stop)` of every signal into `out` (`[n_signals, stop-start]`).
     pub(crate) fn read_segment(
         &mut self,
@@ -313,52 +401,98 @@ impl RecordEngine {
                 }
             }
         }
-        let direct: Vec<usize> = (0..n_sig).filter(|&c| !self.needs_fft(c)).collect();
-        if direct.is_empty() {
+        let direct: Vec<bool> = (0..n_sig).map(|c| !self.needs_fft(c)).collect();
+        if !direct.contains(&true) {
             return Ok(());
         }
         let bl = self.buf_len;
         let first_rec = start / bl;
         let last_rec = (stop - 1) / bl; // inclusive
         let per = self.records_per_chunk();
-        let mut scratch: Vec<f32> = Vec::new();
         let mut r = first_rec;
         while r <= last_rec {
             let n = per.min(last_rec + 1 - r);
             self.load_records(r, n)?;
-            for k in 0..n {
-                let rec = r + k;
-                let rec_start = rec * bl;
-                let a = start.max(rec_start) - rec_start; // first sample within record
-                let b = stop.min(rec_start + bl) - rec_start; // end within record
-                let dst0 = rec_start + a - start;
-                let base = k * self.record_bytes;
-                for &c in &direct {
-                    let sig = &self.signals[c];
-                    let size = sig.dtype.size();
-                    let dst = &mut out[c * len + dst0..c * len + dst0 + (b - a)];
-                    if sig.n_per_record == bl {
-                        let o = base + sig.byte_offset;
-                        decode_into(&self.buf[o + a * size..o + b * size], sig, dst);
-                    } else {
-                        // stim channel at another rate: zero-order hold within the record
-                        let o = base + sig.byte_offset;
-                        let m = sig.n_per_record;
-                        scratch.resize(m, 0.0);
-                        let unmasked = SignalLayout {
-                            stim: false,
-                            ..sig.clone()
-                        };
-                        decode_into(&self.buf[o..o + m * size], &unmasked, &mut scratch);
-                        for (j, d) in (a..b).zip(dst.iter_mut()) {
-                            *d = scratch[zero_hold_index(j, bl, m)];
+            let chunk = ChunkView {
+                buf: &self.buf,
+                record_bytes: self.record_bytes,
+                first_rec: r,
+                n_recs: n,
+                buf_len: bl,
+                start,
+                stop,
+            };
+            let signals = &self.signals;
+            // Channels are independent rows of `out`: decode them on the rayon pool when the
+            // chunk is big enough to pay for it.
+            if n * self.record_bytes >= PARALLEL_BYTES {
+                out.par_chunks_mut(len)
+                    .zip(signals)
+                    .zip(&direct)
+                    .for_each_init(Vec::new, |scratch, ((row, sig), &d)| {
+                        if d {
+                            chunk.decode_channel(sig, row, scratch);
                         }
+                    });
+            } else {
+                let mut scratch = Vec::new();
+                for ((row, sig), &d) in out.chunks_mut(len).zip(signals).zip(&direct) {
+                    if d {
+                        chunk.decode_channel(sig, row, &mut scratch);
                     }
                 }
             }
             r += n;
         }
         Ok(())
+    }
+}
+
+/// Chunks of at least this many bytes are decoded with one rayon task per channel.
+const PARALLEL_BYTES: usize = 256 << 10;
+
+/// Records `first_rec..first_rec + n_recs`, loaded in `buf`, and the output window
+/// `[start, stop)` they are decoded into.
+struct ChunkView<'a> {
+    buf: &'a [u8],
+    record_bytes: usize,
+    first_rec: usize,
+    n_recs: usize,
+    buf_len: usize,
+    start: usize,
+    stop: usize,
+}
+
+impl ChunkView<'_> {
+    /// Decodes one signal of every record of the chunk into its output row (`stop - start`
+    /// samples); `scratch` serves signals stored at a lower rate than `buf_len` (stim channels,
+    /// held within each record).
+    fn decode_channel(&self, sig: &SignalLayout, row: &mut [f32], scratch: &mut Vec<f32>) {
+        let bl = self.buf_len;
+        let size = sig.dtype.size();
+        for k in 0..self.n_recs {
+            let rec_start = (self.first_rec + k) * bl;
+            let a = self.start.max(rec_start) - rec_start; // first sample within record
+            let b = self.stop.min(rec_start + bl) - rec_start; // end within record
+            let dst0 = rec_start + a - self.start;
+            let dst = &mut row[dst0..dst0 + (b - a)];
+            let o = k * self.record_bytes + sig.byte_offset;
+            if sig.n_per_record == bl {
+                decode_into(&self.buf[o + a * size..o + b * size], sig, dst);
+            } else {
+                // stim channel at another rate: zero-order hold within the record
+                let m = sig.n_per_record;
+                scratch.resize(m, 0.0);
+                let unmasked = SignalLayout {
+                    stim: false,
+                    ..sig.clone()
+                };
+                decode_into(&self.buf[o..o + m * size], &unmasked, scratch);
+                for (j, d) in (a..b).zip(dst.iter_mut()) {
+                    *d = scratch[zero_hold_index(j, bl, m)];
+                }
+            }
+        }
     }
 }
 

@@ -26,12 +26,13 @@ pub(crate) mod tal;
 use std::fs::File;
 use std::io::Read;
 use std::path::Path;
+use std::sync::OnceLock;
 
 use neurofm_core::channels::{apply_contract, guess_kind};
-use neurofm_core::{Annotation, ChannelInfo, ChannelKind, Info, Modality, Unit};
+use neurofm_core::{Annotation, ChannelInfo, ChannelKind, Info, Modality, Recording, Signal, Unit};
 
 use crate::error::IoError;
-use crate::reader::{sha256_file, RawReader};
+use crate::reader::{read_all_by_segments, LazyHash, RawReader};
 use engine::{RecordEngine, SampleType, SignalLayout};
 
 /// Which of the two on-disk sample sizes.
@@ -262,7 +263,11 @@ struct SignalHeader {
 
 /// An opened EDF/EDF+/BDF/BDF+ file.
 pub struct EdfReader {
-    info: Info,
+    /// The header without the provenance sha256 (`hash`, computed on first use).
+    header: Info,
+    /// `header` with the sha256, once known (see [`RawReader::info`]).
+    info: OnceLock<Info>,
+    hash: LazyHash,
     annotations: Vec<Annotation>,
     engine: RecordEngine,
 }
@@ -557,7 +562,6 @@ impl EdfReader {
         );
         info.meas_date = meas_date(&recording, &start_date, &start_time, parsed.first_onset);
         info.provenance.source_path = path.display().to_string();
-        info.provenance.source_sha256 = sha256_file(path)?;
         info.provenance.reader = flavor.name().to_string();
         info.provenance.reader_version = crate::READER_VERSION.to_string();
         let md = &mut info.metadata;
@@ -568,7 +572,9 @@ impl EdfReader {
             md.insert("channels.nonstandard".into(), nonstandard.join("; "));
         }
         Ok(EdfReader {
-            info,
+            header: info,
+            info: OnceLock::new(),
+            hash: LazyHash::new(path),
             annotations,
             engine,
         })
@@ -615,9 +621,58 @@ fn check_contiguous(
     Ok(())
 }
 
+/// Largest file `read_all` reads into memory in one piece (see [`EdfReader`]'s `read_all`).
+const WHOLE_FILE_MAX: u64 = 256 << 20;
+
 impl RawReader for EdfReader {
+    /// Hashes the file on first use (unless `read_all` already did). If hashing fails the
+    /// sha256 is left empty and [`RawReader::finish`] (called by `read_all`) reports why.
     fn info(&self) -> &Info {
-        &self.info
+        self.info.get_or_init(|| {
+            let mut info = self.header.clone();
+            info.provenance.source_sha256 = self.hash.get().unwrap_or_default().to_string();
+            info
+        })
+    }
+    fn n_channels(&self) -> usize {
+        self.header.n_channels()
+    }
+    fn finish(&mut self) -> Result<(), IoError> {
+        self.hash.get().map(|_| ())
+    }
+    /// Files up to [`WHOLE_FILE_MAX`] are read with one `read` into memory; the provenance
+    /// sha256 (unless already known) is computed on one thread while the channels are decoded
+    /// on the rayon pool, from the same bytes. Bigger files, and files with channels that need
+    /// FFT upsampling, go through `read_segment` (bounded memory).
+    fn read_all(&mut self) -> Result<Recording, IoError> {
+        let path = std::path::PathBuf::from(&self.header.provenance.source_path);
+        let len = std::fs::metadata(&path)
+            .map_err(|e| IoError::io(&path, e))?
+            .len();
+        if len > WHOLE_FILE_MAX || self.engine.needs_upsampling() {
+            return read_all_by_segments(self);
+        }
+        let bytes = std::fs::read(&path).map_err(|e| IoError::io(&path, e))?;
+        let (nc, n) = (self.header.n_channels(), self.engine.n_times());
+        let mut data = vec![0f32; nc * n];
+        let hash = &self.hash;
+        let engine = &self.engine;
+        let decoded = std::thread::scope(|s| {
+            if !hash.is_known() {
+                s.spawn(|| hash.set_from_bytes(&bytes));
+            }
+            engine.decode_all_from(&bytes, &mut data)
+        })?;
+        if !decoded {
+            return read_all_by_segments(self);
+        }
+        self.finish()?;
+        let signal = Signal::channels(nc, n, data).map_err(|source| IoError::Core {
+            path: path.clone(),
+            source,
+        })?;
+        Recording::new(self.info().clone(), signal, self.annotations.clone())
+            .map_err(|source| IoError::Core { path, source })
     }
     fn annotations(&self) -> &[Annotation] {
         &self.annotations
