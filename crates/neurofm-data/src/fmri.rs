@@ -533,34 +533,31 @@ pub fn zscore_in_mask(
 }
 
 /// The voxel indices (into one volume, z fastest) of each non-zero label of a label image's
-/// first volume, labels ascending. Fails, naming the image (its source path), on a non-integer
-/// or non-finite label, on an image that holds fewer values than its grid, and on an image
-/// without any non-zero label.
+/// first volume, labels ascending. Fails on a non-integer or non-finite label (naming the
+/// voxel), on an image that holds fewer values than its grid, and on an image without any
+/// non-zero label; the caller names the image.
 pub fn label_voxels(atlas: &Recording) -> Result<BTreeMap<i64, Vec<usize>>, String> {
-    let src = &atlas.info.provenance.source_path;
     let Signal::Volumes { dims, data, .. } = &atlas.signal else {
-        return Err(format!("atlas {src} is not a volume image"));
+        return Err("is not a volume image".into());
     };
     let nv = dims[0] * dims[1] * dims[2];
     let Some(first) = data.get(..nv) else {
         return Err(format!(
-            "atlas {src} holds {} values, its grid {dims:?} needs {nv}",
+            "holds {} values, its grid {dims:?} needs {nv}",
             data.len()
         ));
     };
     let mut voxels: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
     for (i, &v) in first.iter().enumerate() {
         if !v.is_finite() || v.fract() != 0.0 {
-            return Err(format!(
-                "atlas {src} voxel {i} has label {v}: labels must be integers"
-            ));
+            return Err(format!("voxel {i} has label {v}: labels must be integers"));
         }
         if v != 0.0 {
             voxels.entry(v as i64).or_default().push(i);
         }
     }
     if voxels.is_empty() {
-        return Err(format!("atlas {src} has no non-zero label"));
+        return Err("has no non-zero label".into());
     }
     Ok(voxels)
 }
@@ -602,7 +599,10 @@ pub fn parcellate(
             ),
         ));
     }
-    let voxels = label_voxels(atlas).map_err(|reason| invalid(rec, step, reason))?;
+    let voxels = label_voxels(atlas).map_err(|reason| {
+        let src = &atlas.info.provenance.source_path;
+        invalid(rec, step, format!("atlas {src}: {reason}"))
+    })?;
     let nv = dims[0] * dims[1] * dims[2];
     let nr = voxels.len();
     let mut d = vec![0f32; nr * nt];

@@ -198,12 +198,12 @@ pub fn resolve(
         let Some(mut inputs) = inputs else {
             continue;
         };
-        if let Step::Parcellate { atlas, .. } = step {
+        if let Step::Parcellate { .. } = step {
             let err = |reason: String| DataError::StepFile {
                 index,
                 step: step.name().to_string(),
                 key: "atlas".into(),
-                path: atlas.clone(),
+                path: inputs.path.clone(),
                 reason,
             };
             let labels = fmri::label_voxels(&inputs.image).map_err(&err)?;
