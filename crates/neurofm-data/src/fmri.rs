@@ -110,7 +110,7 @@ fn tr_positions(n: usize, sfreq_hz: f64, tr_s: f64) -> Vec<(usize, f64)> {
 
 fn interpolate_rows(data: &[f32], n: usize, pos: &[(usize, f64)]) -> Vec<f32> {
     let n_out = pos.len();
-    let rows = if n == 0 { 0 } else { data.len() / n };
+    let rows = data.len().checked_div(n).unwrap_or(0);
     let mut d = vec![0f32; rows * n_out];
     for (row, out) in data
         .chunks_exact(n.max(1))
