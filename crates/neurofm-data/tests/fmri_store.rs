@@ -386,6 +386,25 @@ fn threshold_masks_and_per_voxel_zscores_equal_the_library() {
     let mask = threshold_mask(&rec, 100.0, false).unwrap();
     let want = zscore_in_mask(&rec, &mask, ZscoreMode::Global, 0.0).unwrap();
     assert_eq!(got.signal, want.signal);
+    // resample_tr on ROI series (a channel recording) is the library's too
+    let roi = Recipe::from_toml_str(
+        "[[steps]]\ntype = \"resample_tr\"\ntr_s = 0.8\n",
+        "roi.toml",
+    )
+    .unwrap();
+    let chans = (0..3)
+        .map(|i| ChannelInfo::new(format!("roi{i}"), ChannelKind::Roi, Unit::Arbitrary))
+        .collect();
+    let series = Recording::new(
+        Info::new(Modality::FmriRoi, 0.5, chans),
+        Signal::channels(3, 20, (0..60).map(|i| (i as f32 * 0.3).sin()).collect()).unwrap(),
+        vec![],
+    )
+    .unwrap();
+    let (got, _) = roi.apply(series.clone(), "roi").unwrap();
+    let want = resample_tr(&series, 0.8).unwrap();
+    assert_eq!(got, want);
+    assert_eq!(got.signal.shape(), vec![3, 48]);
 }
 
 #[test]

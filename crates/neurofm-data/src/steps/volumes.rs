@@ -50,7 +50,7 @@ pub struct StepFile {
 }
 
 /// What one step needs beyond its parameters, loaded by [`resolve`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct StepInputs {
     /// `mask` or `atlas`.
     pub key: &'static str,
@@ -64,6 +64,19 @@ pub struct StepInputs {
     pub names: Option<BTreeMap<i64, String>>,
     /// `parcellate`: the ROI channels it makes (non-zero labels ascending).
     pub rois: Vec<ChannelInfo>,
+}
+
+impl std::fmt::Debug for StepInputs {
+    // not the image's voxels
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StepInputs")
+            .field("key", &self.key)
+            .field("path", &self.path)
+            .field("grid", &self.grid)
+            .field("names", &self.names)
+            .field("rois", &self.rois.len())
+            .finish()
+    }
 }
 
 /// The inputs of every step that reads files, and the files' record.
