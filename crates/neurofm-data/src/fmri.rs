@@ -20,6 +20,9 @@
 //!
 //! Non-finite voxels (NaN volumes) make z-scoring and parcellation fail with the volume and the
 //! count ([`FmriError::NonFinite`]): they are never silently averaged in.
+//!
+//! Recipes run these functions as the steps `resample_tr`, `crop_or_pad`, `zscore_in_mask` and
+//! `parcellate` ([`crate::steps::Step`], [`crate::steps::volumes`], `docs/recipes.md`).
 
 use std::collections::BTreeMap;
 
