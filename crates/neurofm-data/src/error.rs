@@ -22,6 +22,15 @@ pub enum DataError {
         step: String,
         reason: String,
     },
+    /// A file a recipe step reads (mask, atlas, labels) that is missing or unusable.
+    #[error("step {index} (`{step}`): {key} {path}: {reason}")]
+    StepFile {
+        index: usize,
+        step: String,
+        key: String,
+        path: String,
+        reason: String,
+    },
     /// A recipe that is invalid whatever the recording (bad order, bad parameter).
     #[error("recipe: {0}")]
     Recipe(String),

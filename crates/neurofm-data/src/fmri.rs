@@ -20,6 +20,9 @@
 //!
 //! Non-finite voxels (NaN volumes) make z-scoring and parcellation fail with the volume and the
 //! count ([`FmriError::NonFinite`]): they are never silently averaged in.
+//!
+//! Recipes run these functions as the steps `resample_tr`, `crop_or_pad`, `zscore_in_mask` and
+//! `parcellate` ([`crate::steps::Step`], [`crate::steps::volumes`], `docs/recipes.md`).
 
 use std::collections::BTreeMap;
 
@@ -54,6 +57,20 @@ fn invalid(rec: &Recording, step: &str, reason: impl Into<String>) -> FmriError 
     }
 }
 
+/// A copy of `rec`'s info and annotations with an empty signal (the caller sets the new one):
+/// the samples are not copied.
+fn header_only(rec: &Recording) -> Recording {
+    Recording {
+        info: rec.info.clone(),
+        signal: Signal::Channels {
+            n_channels: 0,
+            n_samples: 0,
+            data: Vec::new(),
+        },
+        annotations: rec.annotations.clone(),
+    }
+}
+
 type Volumes<'a> = (usize, [usize; 3], [[f64; 4]; 4], &'a [f32]);
 
 fn volumes<'a>(rec: &'a Recording, step: &str) -> Result<Volumes<'a>, FmriError> {
@@ -69,6 +86,64 @@ fn volumes<'a>(rec: &'a Recording, step: &str) -> Result<Volumes<'a>, FmriError>
             step: step.into(),
         }),
     }
+}
+
+/// Number of time points [`resample_tr`] makes of `n` points sampled at `sfreq_hz` when
+/// resampling to `tr_s` (0 when `n` is 0): every `j` with `j * tr_s <= (n - 1) / sfreq_hz`.
+pub fn resample_tr_len(n: usize, sfreq_hz: f64, tr_s: f64) -> usize {
+    if n == 0 {
+        return 0;
+    }
+    let span = (n - 1) as f64 * (1.0 / sfreq_hz);
+    (span / tr_s + 1e-9).floor() as usize + 1
+}
+
+/// (index, weight of the next point) of each output time point.
+fn tr_positions(n: usize, sfreq_hz: f64, tr_s: f64) -> Vec<(usize, f64)> {
+    let src_tr = 1.0 / sfreq_hz;
+    (0..resample_tr_len(n, sfreq_hz, tr_s))
+        .map(|j| {
+            let x = j as f64 * tr_s / src_tr;
+            let i = (x.floor() as usize).min(n - 1);
+            let f = if i + 1 < n { x - i as f64 } else { 0.0 };
+            (i, f)
+        })
+        .collect()
+}
+
+fn interpolate_rows(data: &[f32], n: usize, pos: &[(usize, f64)]) -> Vec<f32> {
+    let n_out = pos.len();
+    let rows = data.len().checked_div(n).unwrap_or(0);
+    let mut d = vec![0f32; rows * n_out];
+    for (row, out) in data
+        .chunks_exact(n.max(1))
+        .zip(d.chunks_exact_mut(n_out.max(1)))
+    {
+        for (o, &(i, f)) in out.iter_mut().zip(pos) {
+            *o = if f == 0.0 {
+                row[i]
+            } else {
+                row[i] + f as f32 * (row[i + 1] - row[i])
+            };
+        }
+    }
+    d
+}
+
+/// Resamples row-major rows of `n` points sampled at `sfreq_hz` to `tr_s` exactly as
+/// [`resample_tr`] resamples a channel signal (used for time-aligned extra tensors). Returns
+/// the new row length and the data; `None` when a rate is not positive or `n` is 0.
+pub fn resample_tr_rows(
+    data: &[f32],
+    n: usize,
+    sfreq_hz: f64,
+    tr_s: f64,
+) -> Option<(usize, Vec<f32>)> {
+    if !(sfreq_hz.is_finite() && sfreq_hz > 0.0 && tr_s.is_finite() && tr_s > 0.0) || n == 0 {
+        return None;
+    }
+    let pos = tr_positions(n, sfreq_hz, tr_s);
+    Some((pos.len(), interpolate_rows(data, n, &pos)))
 }
 
 /// Resamples to repetition time `tr_s` by linear interpolation (see the module docs). Works on
@@ -91,18 +166,9 @@ pub fn resample_tr(rec: &Recording, tr_s: f64) -> Result<Recording, FmriError> {
     if n == 0 {
         return Err(invalid(rec, step, "no time points"));
     }
-    let span = (n - 1) as f64 * src_tr;
-    let n_out = (span / tr_s + 1e-9).floor() as usize + 1;
-    // (index, weight of the next point)
-    let pos: Vec<(usize, f64)> = (0..n_out)
-        .map(|j| {
-            let x = j as f64 * tr_s / src_tr;
-            let i = (x.floor() as usize).min(n - 1);
-            let f = if i + 1 < n { x - i as f64 } else { 0.0 };
-            (i, f)
-        })
-        .collect();
-    let mut out = rec.clone();
+    let pos = tr_positions(n, sf, tr_s);
+    let n_out = pos.len();
+    let mut out = header_only(rec);
     out.info.sfreq_hz = 1.0 / tr_s;
     out.info.metadata.insert(
         "fmri.resample_tr".into(),
@@ -137,25 +203,80 @@ pub fn resample_tr(rec: &Recording, tr_s: f64) -> Result<Recording, FmriError> {
         Signal::Channels {
             n_channels, data, ..
         } => {
-            let mut d = vec![0f32; n_channels * n_out];
-            for c in 0..*n_channels {
-                let row = &data[c * n..(c + 1) * n];
-                for (j, &(i, f)) in pos.iter().enumerate() {
-                    d[c * n_out + j] = if f == 0.0 {
-                        row[i]
-                    } else {
-                        row[i] + f as f32 * (row[i + 1] - row[i])
-                    };
-                }
-            }
             out.signal = Signal::Channels {
                 n_channels: *n_channels,
                 n_samples: n_out,
-                data: d,
+                data: interpolate_rows(data, n, &pos),
             };
         }
     }
     Ok(out)
+}
+
+/// The voxel grid of a volume signal: its size and voxel → world affine.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Grid {
+    pub dims: [usize; 3],
+    pub affine: [[f64; 4]; 4],
+}
+
+impl Grid {
+    /// The grid of a volume recording (`None` for a channel signal).
+    pub fn of(rec: &Recording) -> Option<Grid> {
+        match &rec.signal {
+            Signal::Volumes { dims, affine, .. } => Some(Grid {
+                dims: *dims,
+                affine: *affine,
+            }),
+            Signal::Channels { .. } => None,
+        }
+    }
+
+    /// The grid [`crop_or_pad`] makes of this one.
+    pub fn crop_or_pad(&self, target: [usize; 3]) -> Grid {
+        let off = crop_offsets(self.dims, target);
+        Grid {
+            dims: target,
+            affine: shifted_affine(&self.affine, off),
+        }
+    }
+
+    /// Same size and (within 1e-4, relative) the same affine.
+    pub fn same_as(&self, other: &Grid) -> bool {
+        self.dims == other.dims && same_grid(&self.affine, &other.affine)
+    }
+}
+
+impl std::fmt::Display for Grid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let a = &self.affine;
+        write!(
+            f,
+            "{:?} voxels, affine rows {:?} {:?} {:?}",
+            self.dims, a[0], a[1], a[2]
+        )
+    }
+}
+
+/// Source index = target index + offset, per axis (centred crop or pad).
+fn crop_offsets(dims: [usize; 3], target: [usize; 3]) -> [isize; 3] {
+    std::array::from_fn(|a| {
+        let (s, t) = (dims[a] as isize, target[a] as isize);
+        if s >= t {
+            (s - t) / 2
+        } else {
+            -((t - s) / 2)
+        }
+    })
+}
+
+/// The affine after moving the voxel origin by `off` voxels (world positions kept).
+fn shifted_affine(affine: &[[f64; 4]; 4], off: [isize; 3]) -> [[f64; 4]; 4] {
+    let mut aff = *affine;
+    for row in aff.iter_mut().take(3) {
+        row[3] += (0..3).map(|c| row[c] * off[c] as f64).sum::<f64>();
+    }
+    aff
 }
 
 /// Crops or pads every volume to `target` voxels, centred, updating the affine.
@@ -169,15 +290,7 @@ pub fn crop_or_pad(rec: &Recording, target: [usize; 3], fill: f32) -> Result<Rec
             format!("target {target:?} has a zero size"),
         ));
     }
-    // source index = target index + off
-    let off: [isize; 3] = std::array::from_fn(|a| {
-        let (s, t) = (dims[a] as isize, target[a] as isize);
-        if s >= t {
-            (s - t) / 2
-        } else {
-            -((t - s) / 2)
-        }
-    });
+    let off = crop_offsets(dims, target);
     let [tx, ty, tz] = target;
     let nv_out = tx * ty * tz;
     let nv_in = dims[0] * dims[1] * dims[2];
@@ -210,11 +323,8 @@ pub fn crop_or_pad(rec: &Recording, target: [usize; 3], fill: f32) -> Result<Rec
             }
         }
     }
-    let mut aff = affine;
-    for row in aff.iter_mut().take(3) {
-        row[3] += (0..3).map(|c| row[c] * off[c] as f64).sum::<f64>();
-    }
-    let mut out = rec.clone();
+    let aff = shifted_affine(&affine, off);
+    let mut out = header_only(rec);
     out.signal = Signal::Volumes {
         n_volumes: nt,
         dims: target,
@@ -280,16 +390,26 @@ pub fn mask_from_image(rec: &Recording, mask: &Recording) -> Result<Vec<bool>, F
         ));
     }
     let nv = dims[0] * dims[1] * dims[2];
-    Ok(mdata[..nv]
-        .iter()
-        .map(|&v| v.is_finite() && v != 0.0)
-        .collect())
+    let Some(first) = mdata.get(..nv) else {
+        return Err(invalid(
+            rec,
+            step,
+            format!(
+                "mask {} holds {} values, its grid {mdims:?} needs {nv}",
+                mask.info.provenance.source_path,
+                mdata.len()
+            ),
+        ));
+    };
+    Ok(first.iter().map(|&v| v.is_finite() && v != 0.0).collect())
 }
 
-/// How [`zscore_in_mask`] normalizes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How [`zscore_in_mask`] normalizes (recipes: `mode = "global"` or `"per_voxel"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ZscoreMode {
     /// One mean and standard deviation over every brain voxel of every volume.
+    #[default]
     Global,
     /// Each brain voxel over time.
     PerVoxel,
@@ -391,7 +511,7 @@ pub fn zscore_in_mask(
             }
         }
     }
-    let mut out = rec.clone();
+    let mut out = header_only(rec);
     out.signal = Signal::Volumes {
         n_volumes: nt,
         dims,
@@ -415,6 +535,53 @@ pub fn zscore_in_mask(
     Ok(out)
 }
 
+/// The voxel indices (into one volume, z fastest) of each non-zero label of a label image's
+/// first volume, labels ascending. Fails on a non-integer or non-finite label (naming the
+/// voxel), on an image that holds fewer values than its grid, and on an image without any
+/// non-zero label; the caller names the image.
+pub fn label_voxels(atlas: &Recording) -> Result<BTreeMap<i64, Vec<usize>>, String> {
+    let Signal::Volumes { dims, data, .. } = &atlas.signal else {
+        return Err("is not a volume image".into());
+    };
+    let nv = dims[0] * dims[1] * dims[2];
+    let Some(first) = data.get(..nv) else {
+        return Err(format!(
+            "holds {} values, its grid {dims:?} needs {nv}",
+            data.len()
+        ));
+    };
+    let mut voxels: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
+    for (i, &v) in first.iter().enumerate() {
+        if !v.is_finite() || v.fract() != 0.0 {
+            return Err(format!("voxel {i} has label {v}: labels must be integers"));
+        }
+        if v != 0.0 {
+            voxels.entry(v as i64).or_default().push(i);
+        }
+    }
+    if voxels.is_empty() {
+        return Err("has no non-zero label".into());
+    }
+    Ok(voxels)
+}
+
+/// The ROI channels [`parcellate`] makes for these labels (in this order): named by `names`,
+/// else `label_<value>`; kind `roi`, arbitrary units.
+pub fn roi_channels<'a>(
+    labels: impl IntoIterator<Item = &'a i64>,
+    names: Option<&BTreeMap<i64, String>>,
+) -> Vec<ChannelInfo> {
+    labels
+        .into_iter()
+        .map(|l| {
+            let name = names
+                .and_then(|m| m.get(l).cloned())
+                .unwrap_or_else(|| format!("label_{l}"));
+            ChannelInfo::new(name, ChannelKind::Roi, Unit::Arbitrary)
+        })
+        .collect()
+}
+
 /// Mean signal of each atlas label → ROI × time (see the module docs). `names` maps label
 /// values to ROI names (default `label_<value>`).
 pub fn parcellate(
@@ -424,7 +591,7 @@ pub fn parcellate(
 ) -> Result<Recording, FmriError> {
     let step = "parcellate";
     let (nt, dims, affine, data) = volumes(rec, step)?;
-    let (_, adims, aaffine, adata) = volumes(atlas, step)?;
+    let (_, adims, aaffine, _) = volumes(atlas, step)?;
     if adims != dims || !same_grid(&affine, &aaffine) {
         return Err(invalid(
             rec,
@@ -435,26 +602,11 @@ pub fn parcellate(
             ),
         ));
     }
+    let voxels = label_voxels(atlas).map_err(|reason| {
+        let src = &atlas.info.provenance.source_path;
+        invalid(rec, step, format!("atlas {src}: {reason}"))
+    })?;
     let nv = dims[0] * dims[1] * dims[2];
-    let mut voxels: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
-    for (i, &v) in adata[..nv].iter().enumerate() {
-        if !v.is_finite() || v.fract() != 0.0 {
-            return Err(invalid(
-                rec,
-                step,
-                format!(
-                    "atlas {} voxel {i} has label {v}: labels must be integers",
-                    atlas.info.provenance.source_path
-                ),
-            ));
-        }
-        if v != 0.0 {
-            voxels.entry(v as i64).or_default().push(i);
-        }
-    }
-    if voxels.is_empty() {
-        return Err(invalid(rec, step, "the atlas has no non-zero label"));
-    }
     let nr = voxels.len();
     let mut d = vec![0f32; nr * nt];
     for (r, vox) in voxels.values().enumerate() {
@@ -481,15 +633,7 @@ pub fn parcellate(
             d[r * nt + t] = (s / vox.len() as f64) as f32;
         }
     }
-    let channels = voxels
-        .keys()
-        .map(|l| {
-            let name = names
-                .and_then(|m| m.get(l).cloned())
-                .unwrap_or_else(|| format!("label_{l}"));
-            ChannelInfo::new(name, ChannelKind::Roi, Unit::Arbitrary)
-        })
-        .collect();
+    let channels = roi_channels(voxels.keys(), names);
     let mut info = rec.info.clone();
     info.modality = Modality::FmriRoi;
     info.channels = channels;

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::DataError;
-use crate::steps::{ChannelChange, Plan, Step};
+use crate::steps::{volumes, ChannelChange, ImageLoader, Plan, Resolved, Step, StepFile};
 use crate::store::{Entry, ExtraTensor, NewEntry, RecipeRecord, Store};
 use crate::window::{LabelSource, WindowConfig};
 
@@ -75,6 +75,9 @@ pub struct Recipe {
     pub name: Option<String>,
     /// The steps, applied in order.
     pub steps: Vec<Step>,
+    /// The files steps read (mask, atlas, labels), loaded by [`Recipe::resolve`].
+    #[serde(skip)]
+    resolved: Resolved,
 }
 
 /// What [`prepare_store`] did.
@@ -124,11 +127,37 @@ impl Recipe {
         Ok(())
     }
 
+    /// Loads the files the steps read (a `zscore_in_mask` `mask`, a `parcellate` `atlas` and
+    /// `labels`) with `loader`, once each, paths relative to `base_dir` (the recipe file's
+    /// directory) unless absolute, and records each file's sha256 in the recipe
+    /// ([`Recipe::files`], part of the canonical JSON and so of the hash). Must run before
+    /// validating or applying a recipe that has such steps; a recipe without them is unchanged.
+    /// Fails before any work on a missing or unusable file, naming the step and the file.
+    pub fn resolve(&mut self, base_dir: &Path, loader: &dyn ImageLoader) -> Result<(), DataError> {
+        self.resolved = volumes::resolve(&self.steps, base_dir, loader)?;
+        Ok(())
+    }
+
+    /// The files the steps read, with their sha256 (empty until [`Recipe::resolve`]).
+    pub fn files(&self) -> &[StepFile] {
+        &self.resolved.files
+    }
+
     /// The canonical JSON form: every field spelled out (defaults included), object keys sorted,
-    /// no whitespace.
+    /// no whitespace. When steps read files, a `files` list (step, key, path as written,
+    /// sha256) is added, so that another atlas or mask gives another hash.
     pub fn canonical_json(&self) -> serde_json::Value {
         // serde_json's map is a BTreeMap (no preserve_order feature): keys come out sorted.
-        serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+        let mut v = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
+        if !self.resolved.files.is_empty() {
+            if let (Some(obj), Ok(files)) = (
+                v.as_object_mut(),
+                serde_json::to_value(&self.resolved.files),
+            ) {
+                obj.insert("files".into(), files);
+            }
+        }
+        v
     }
 
     /// Lower-case hex sha256 of the canonical JSON text.
@@ -162,23 +191,11 @@ impl Recipe {
             step: step.to_string(),
             reason,
         };
-        if entry.shape.len() != 2 {
-            return Err(err(
-                0,
-                self.steps.first().map_or("", Step::name),
-                format!(
-                    "needs a [channels, samples] recording, this one is {:?}",
-                    entry.shape
-                ),
-            ));
-        }
-        let mut plan = Plan {
-            sfreq_hz: entry.sfreq_hz,
-            channels: entry.channels.clone(),
-            n_times: entry.n_times,
-        };
+        let mut plan = Plan::of_entry(entry)
+            .map_err(|r| err(0, self.steps.first().map_or("", Step::name), r))?;
         for (i, s) in self.steps.iter().enumerate() {
-            s.plan(&mut plan).map_err(|r| err(i, s.name(), r))?;
+            s.plan_with(&mut plan, self.resolved.inputs.get(&i))
+                .map_err(|r| err(i, s.name(), r))?;
             if let Step::Window(WindowConfig {
                 labels: LabelSource::Recording { key, mapping },
                 ..
@@ -205,18 +222,19 @@ impl Recipe {
         entry: &Entry,
         extras: &[(String, Vec<usize>)],
     ) -> Result<(), DataError> {
-        if extras.is_empty() || entry.shape.len() != 2 {
+        if extras.is_empty() {
             return Ok(());
         }
         let roles: Vec<ExtraRole> = extras
             .iter()
             .map(|(_, shape)| ExtraRole::of(shape, entry.channels.len(), entry.n_times))
             .collect();
-        let mut plan = Plan {
-            sfreq_hz: entry.sfreq_hz,
-            channels: entry.channels.clone(),
-            n_times: entry.n_times,
-        };
+        let mut plan = Plan::of_entry(entry).map_err(|reason| DataError::Step {
+            recording: entry.id.clone(),
+            index: 0,
+            step: self.steps.first().map_or("", Step::name).to_string(),
+            reason,
+        })?;
         for (i, s) in self.steps.iter().enumerate() {
             let err = |reason: String| DataError::Step {
                 recording: entry.id.clone(),
@@ -225,13 +243,15 @@ impl Recipe {
                 reason,
             };
             let change = s.channel_change(&plan.channels).map_err(err)?;
-            let time_changes = s.resampler(plan.sfreq_hz).map_err(err)?.is_some();
+            let time_changes = s.resampler(plan.sfreq_hz).map_err(err)?.is_some()
+                || matches!(s, Step::ResampleTr { .. });
             for ((name, shape), role) in extras.iter().zip(&roles) {
                 if let Some(reason) = extra_conflict(*role, name, shape, &change, time_changes) {
                     return Err(err(reason));
                 }
             }
-            s.plan(&mut plan).map_err(err)?;
+            s.plan_with(&mut plan, self.resolved.inputs.get(&i))
+                .map_err(err)?;
         }
         Ok(())
     }
@@ -285,14 +305,22 @@ impl Recipe {
             };
             let change = s.channel_change(&rec.info.channels).map_err(err)?;
             let resampler = s.resampler(rec.info.sfreq_hz).map_err(err)?;
+            // `resample_tr`: (rate before, target TR) for time-aligned extras
+            let linear = match s {
+                Step::ResampleTr { tr_s } => Some((rec.info.sfreq_hz, *tr_s)),
+                _ => None,
+            };
+            let time_changes = resampler.is_some() || linear.is_some();
             for (x, role) in extras.iter().zip(&roles) {
                 if let Some(reason) =
-                    extra_conflict(*role, &x.name, &x.shape, &change, resampler.is_some())
+                    extra_conflict(*role, &x.name, &x.shape, &change, time_changes)
                 {
                     return Err(err(reason));
                 }
             }
-            let (out, note) = s.apply(rec).map_err(err)?;
+            let (out, note) = s
+                .apply_with(rec, self.resolved.inputs.get(&i))
+                .map_err(err)?;
             rec = out;
             if let Some(n) = note {
                 notes.push(format!("{}: {n}", s.name()));
@@ -323,6 +351,23 @@ impl Recipe {
                         }
                         x.data = data;
                     }
+                    (ExtraRole::TimeAligned, _, None) => {
+                        if let Some((sfreq_hz, tr_s)) = linear {
+                            let n = x.shape.last().copied().unwrap_or(0);
+                            let (n_out, data) =
+                                crate::fmri::resample_tr_rows(&x.data, n, sfreq_hz, tr_s)
+                                    .ok_or_else(|| {
+                                        err(format!(
+                                            "extra tensor `{}` cannot be resampled",
+                                            x.name
+                                        ))
+                                    })?;
+                            if let Some(last) = x.shape.last_mut() {
+                                *last = n_out;
+                            }
+                            x.data = data;
+                        }
+                    }
                     _ => {}
                 }
             }
@@ -337,7 +382,9 @@ impl Recipe {
 /// time, and added in input order (one batch is written while the next is computed), with their extra tensors carried along
 /// ([`Recipe::apply_with_extras`]). Inputs already in `output` with the same recipe hash are
 /// skipped, so an interrupted run can be resumed. `progress(done, total)` is called after each
-/// recording.
+/// recording. A recipe whose steps read files (mask, atlas) must be [resolved](Recipe::resolve)
+/// first: the files are then in memory once, shared by all workers, and their sha256 are part
+/// of the recorded recipe and its hash.
 pub fn prepare_store(
     recipe: &Recipe,
     input: &Store,
@@ -486,6 +533,36 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("last"), "{err}");
+    }
+
+    /// The hashes of the committed EEG recipes, as computed before the fMRI steps existed
+    /// (commit 89bf952): adding step types must not change them, or every prepared store would
+    /// be prepared again on resume.
+    #[test]
+    fn eeg_recipe_hashes_are_stable() {
+        for (file, hash) in [
+            (
+                "eegmat-200hz.toml",
+                "4a60ea5cf535d341eb8f7442073d6c85ed630a66b72206089ad1726b829ed45c",
+            ),
+            (
+                "synth-200hz.toml",
+                "470ee3ee87fbdeada338b039dd6858910ac61e86368c7ec4967f0bef5eafde4b",
+            ),
+        ] {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../configs/recipes")
+                .join(file);
+            let mut r = Recipe::from_path(&path).unwrap();
+            assert_eq!(r.hash(), hash, "{file}");
+            // resolving a recipe that reads no file changes nothing
+            r.resolve(Path::new("."), &|p: &Path| {
+                Err(format!("{} read", p.display()))
+            })
+            .unwrap();
+            assert!(r.files().is_empty());
+            assert_eq!(r.hash(), hash, "{file}");
+        }
     }
 
     #[test]

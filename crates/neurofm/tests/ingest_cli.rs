@@ -1,9 +1,11 @@
-//! `neurofm ingest` end to end: file-name patterns, resume, duplicates, and BIDS roots.
+//! `neurofm ingest` end to end: file-name patterns, resume, duplicates, and BIDS roots; NIfTI
+//! volumes ingested then prepared with the fMRI example recipe and a generated atlas.
 #![allow(clippy::unwrap_used)]
 
 use std::path::Path;
 use std::process::Command;
 
+use neurofm_core::{Info, Modality, Recording, Signal};
 use neurofm_data::synth::{generate, SynthConfig};
 use neurofm_data::Store;
 
@@ -182,4 +184,167 @@ fn prefetched_and_streamed_ingest_store_the_same_data() {
         data.push(all);
     }
     assert_eq!(data[0], data[1]);
+}
+
+/// A `[12, 10, 12, 8]` BOLD-like run at TR 2.5 s: background 2, a brain box whose intensity
+/// varies with position, time and subject.
+fn bold(subject: usize) -> Recording {
+    let (nt, dims) = (12, [10usize, 12, 8]);
+    let mut data = Vec::with_capacity(nt * dims.iter().product::<usize>());
+    for t in 0..nt {
+        for x in 0..dims[0] {
+            for y in 0..dims[1] {
+                for z in 0..dims[2] {
+                    let brain = (2..8).contains(&x) && (2..10).contains(&y) && (1..7).contains(&z);
+                    data.push(if brain {
+                        600.0
+                            + (x * 5 + y * 3 + z) as f32
+                            + ((t as f32 * 0.9 + x as f32) * (subject as f32 + 1.0)).sin() * 20.0
+                    } else {
+                        2.0
+                    });
+                }
+            }
+        }
+    }
+    let affine = [
+        [-3.0, 0.0, 0.0, 30.0],
+        [0.0, 3.0, 0.0, -40.0],
+        [0.0, 0.0, 3.0, -20.0],
+        [0.0, 0.0, 0.0, 1.0],
+    ];
+    Recording::new(
+        Info::new(Modality::FmriVolume, 1.0 / 2.5, vec![]),
+        Signal::Volumes {
+            n_volumes: nt,
+            dims,
+            affine,
+            data,
+        },
+        vec![],
+    )
+    .unwrap()
+}
+
+#[test]
+fn fmri_volumes_ingested_then_prepared_to_roi_series_with_an_atlas_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    for s in [1, 2] {
+        neurofm_io::nifti::write_nifti1(&src.join(format!("sub-0{s}_bold.nii.gz")), &bold(s))
+            .unwrap();
+    }
+    let store = tmp.path().join("store");
+    let out = neurofm(&[
+        "ingest",
+        src.to_str().unwrap(),
+        "--out",
+        store.to_str().unwrap(),
+        "--pattern",
+        r"sub-(?P<subject>\d+)_bold\.nii\.gz",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        Store::open(&store).unwrap().entries()[0].shape,
+        vec![12, 10, 12, 8]
+    );
+
+    // The committed example recipe, next to a generated atlas on the 96³ grid the recipe makes:
+    // the bold grid padded (one volume), labels 1..3 by x inside the brain box.
+    let recipes = tmp.path().join("recipes");
+    std::fs::create_dir_all(&recipes).unwrap();
+    let example =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/recipes/fmri-roi-example.toml");
+    let recipe = recipes.join("fmri-roi-example.toml");
+    std::fs::copy(&example, &recipe).unwrap();
+    let mut one = bold(1);
+    if let Signal::Volumes {
+        n_volumes, data, ..
+    } = &mut one.signal
+    {
+        *n_volumes = 1;
+        data.truncate(10 * 12 * 8);
+    }
+    let mut atlas = neurofm_data::fmri::crop_or_pad(&one, [96, 96, 96], 0.0).unwrap();
+    for (i, v) in atlas.signal.data_mut().iter_mut().enumerate() {
+        let x = i / (96 * 96);
+        *v = if *v > 100.0 { (1 + x % 3) as f32 } else { 0.0 };
+    }
+    neurofm_io::nifti::write_nifti1(&recipes.join("atlas-96.nii.gz"), &atlas).unwrap();
+    std::fs::write(recipes.join("atlas-96.tsv"), "1\tA\n2\tB\n3\tC\n").unwrap();
+
+    let prepared = tmp.path().join("prepared");
+    let args = [
+        "prepare",
+        "--recipe",
+        recipe.to_str().unwrap(),
+        "--input",
+        store.to_str().unwrap(),
+        "--output",
+        prepared.to_str().unwrap(),
+    ];
+    let out = neurofm(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = Store::open(&prepared).unwrap();
+    assert_eq!(s.len(), 2);
+    for e in s.entries() {
+        assert_eq!(e.modality, Modality::FmriRoi);
+        // 12 volumes at TR 2.5 s span 27.5 s: 14 time points at TR 2 s
+        assert_eq!(e.shape, vec![3, 14]);
+        assert!((e.sfreq_hz - 0.5).abs() < 1e-12);
+        let names: Vec<&str> = e.channels.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["A", "B", "C"]);
+        assert!(e.affine.is_none());
+        let files = e.recipe.as_ref().unwrap()["files"]
+            .as_array()
+            .unwrap()
+            .clone();
+        let keys: Vec<&str> = files.iter().map(|f| f["key"].as_str().unwrap()).collect();
+        assert_eq!(keys, ["atlas", "labels"]);
+        assert!(e.metadata.contains_key("fmri.parcellate"));
+    }
+    assert_eq!(s.entries()[0].subject.as_deref(), Some("01"));
+    // resumed: nothing to do
+    let out = neurofm(&args);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("prepared 0 recordings"));
+
+    // a missing atlas fails before any work, naming the step and the file
+    std::fs::remove_file(recipes.join("atlas-96.nii.gz")).unwrap();
+    let fresh = tmp.path().join("fresh");
+    let mut bad = args;
+    bad[6] = fresh.to_str().unwrap();
+    let out = neurofm(&bad);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("step 3 (`parcellate`): atlas") && err.contains("atlas-96.nii.gz"),
+        "{err}"
+    );
+    assert!(!fresh.exists());
+
+    // a channel step on volumes is refused by --check
+    let filter = tmp.path().join("filter.toml");
+    std::fs::write(&filter, "[[steps]]\ntype = \"filter\"\nh_freq = 0.1\n").unwrap();
+    let out = neurofm(&[
+        "prepare",
+        "--recipe",
+        filter.to_str().unwrap(),
+        "--input",
+        store.to_str().unwrap(),
+        "--output",
+        fresh.to_str().unwrap(),
+        "--check",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("step 0 (`filter`): needs a channel recording; this one is volumes [t, x, y, z] = [12, 10, 12, 8] — parcellate first"), "{err}");
 }

@@ -7,15 +7,20 @@
 #![allow(clippy::neg_cmp_op_on_partial_ord)]
 
 pub mod channels;
+pub mod volumes;
 
 use std::collections::BTreeMap;
 
-use neurofm_core::{ChannelInfo, ChannelKind, Recording, Signal, Unit};
+use neurofm_core::{ChannelInfo, ChannelKind, Modality, Recording, Signal, Unit};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::dsp::{fir, iir, resample};
+use crate::fmri::{Grid, ZscoreMode};
+use crate::store::Entry;
 use crate::window::WindowConfig;
+
+pub use volumes::{ImageLoader, Resolved, StepFile, StepInputs};
 
 /// One preprocessing step. The TOML/JSON form is tagged by `type`; unknown keys are rejected.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -94,6 +99,46 @@ pub enum Step {
         #[serde(default = "default_variance_z")]
         variance_z: f64,
     },
+    /// fMRI: resample in time to a repetition time of `tr_s` seconds by linear interpolation
+    /// between the two nearest time points ([`crate::fmri::resample_tr`]). Volumes and channel
+    /// signals (ROI series) alike.
+    ResampleTr { tr_s: f64 },
+    /// fMRI volumes: crop or pad every volume to `shape` voxels, centred, padding with `fill`
+    /// (default 0); the affine moves so that kept voxels keep their world position
+    /// ([`crate::fmri::crop_or_pad`]).
+    CropOrPad {
+        shape: [usize; 3],
+        #[serde(default)]
+        fill: f64,
+    },
+    /// fMRI volumes: z-score the voxels inside a brain mask, set the others to `background`
+    /// (default 0) ([`crate::fmri::zscore_in_mask`]). The mask is exactly one of: `mask`, an
+    /// image file on the recording's grid at this step (non-zero = brain); `threshold`, a
+    /// fraction in [0, 1) of the maximum of the recording's temporal-mean image (voxels whose
+    /// mean is above it are brain); `threshold_abs`, an intensity. `mode` is `global` (one mean
+    /// and std over all brain voxels and volumes, the default) or `per_voxel` (each voxel over
+    /// time).
+    ZscoreInMask {
+        #[serde(default)]
+        mask: Option<String>,
+        #[serde(default)]
+        threshold: Option<f64>,
+        #[serde(default)]
+        threshold_abs: Option<f64>,
+        #[serde(default)]
+        mode: ZscoreMode,
+        #[serde(default)]
+        background: f64,
+    },
+    /// fMRI volumes → ROI × time: the mean of each non-zero label of the `atlas` image (on the
+    /// recording's grid at this step), labels ascending; modality becomes `fmri-roi`. ROI names
+    /// come from the optional `labels` table (value → name, see
+    /// [`volumes::parse_labels`]), else `label_<value>` ([`crate::fmri::parcellate`]).
+    Parcellate {
+        atlas: String,
+        #[serde(default)]
+        labels: Option<String>,
+    },
     /// Declares how training cuts the prepared recordings into windows (last step only).
     Window(WindowConfig),
 }
@@ -114,9 +159,60 @@ fn default_variance_z() -> f64 {
 /// What a recording looks like between steps (header only), for validation before any work.
 #[derive(Debug, Clone)]
 pub struct Plan {
+    /// Sampling rate (1 / TR for fMRI).
     pub sfreq_hz: f64,
+    /// The channels (empty for volumes).
     pub channels: Vec<ChannelInfo>,
+    /// Time points: samples or volumes.
     pub n_times: usize,
+    /// The voxel grid while the recording holds volumes `[t, x, y, z]`; `None` for channels.
+    pub grid: Option<Grid>,
+    pub modality: Modality,
+}
+
+impl Plan {
+    /// The plan of a stored recording: `[channels, samples]`, or `[t, x, y, z]` with an affine.
+    pub fn of_entry(entry: &Entry) -> Result<Plan, String> {
+        let grid = match (entry.shape.as_slice(), entry.affine) {
+            ([_, _], None) => None,
+            (&[_, x, y, z], Some(affine)) => Some(Grid {
+                dims: [x, y, z],
+                affine,
+            }),
+            _ => {
+                return Err(format!(
+                    "needs a [channels, samples] or a [t, x, y, z] recording, this one is {:?}",
+                    entry.shape
+                ))
+            }
+        };
+        Ok(Plan {
+            sfreq_hz: entry.sfreq_hz,
+            channels: entry.channels.clone(),
+            n_times: entry.n_times,
+            grid,
+            modality: entry.modality,
+        })
+    }
+
+    /// The plan of a recording in memory.
+    pub fn of_recording(rec: &Recording) -> Plan {
+        Plan {
+            sfreq_hz: rec.info.sfreq_hz,
+            channels: rec.info.channels.clone(),
+            n_times: rec.signal.n_times(),
+            grid: Grid::of(rec),
+            modality: rec.info.modality,
+        }
+    }
+
+    /// The shape of the data: `[channels, samples]` or `[t, x, y, z]`.
+    pub fn shape(&self) -> Vec<usize> {
+        match &self.grid {
+            Some(g) => vec![self.n_times, g.dims[0], g.dims[1], g.dims[2]],
+            None => vec![self.channels.len(), self.n_times],
+        }
+    }
 }
 
 /// How a step changes the list of channels (for carrying per-channel extras along).
@@ -149,7 +245,7 @@ impl Step {
             Step::DropBads {} => {
                 ChannelChange::Select((0..channels.len()).filter(|&i| !channels[i].bad).collect())
             }
-            Step::Bipolar { .. } => ChannelChange::Derived,
+            Step::Bipolar { .. } | Step::Parcellate { .. } => ChannelChange::Derived,
             _ => ChannelChange::Same,
         })
     }
@@ -189,13 +285,41 @@ impl Step {
             Step::RobustScale {} => "robust_scale",
             Step::Clip { .. } => "clip",
             Step::MarkBads { .. } => "mark_bads",
+            Step::ResampleTr { .. } => "resample_tr",
+            Step::CropOrPad { .. } => "crop_or_pad",
+            Step::ZscoreInMask { .. } => "zscore_in_mask",
+            Step::Parcellate { .. } => "parcellate",
             Step::Window(_) => "window",
         }
     }
 
+    /// Whether this is an fMRI step (`resample_tr`, `crop_or_pad`, `zscore_in_mask`,
+    /// `parcellate`); the others need a channel recording.
+    pub fn is_fmri(&self) -> bool {
+        matches!(
+            self,
+            Step::ResampleTr { .. }
+                | Step::CropOrPad { .. }
+                | Step::ZscoreInMask { .. }
+                | Step::Parcellate { .. }
+        )
+    }
+
     /// Checks that the step applies to a recording shaped like `plan` and updates `plan` to the
-    /// step's output. Fails with the reason (the caller adds recording and step).
+    /// step's output. Fails with the reason (the caller adds recording and step). Steps that
+    /// read a file (`zscore_in_mask` with a `mask`, `parcellate`) need [`Step::plan_with`].
     pub fn plan(&self, plan: &mut Plan) -> Result<(), String> {
+        self.plan_with(plan, None)
+    }
+
+    /// [`Step::plan`] with the files the step reads (from [`volumes::resolve`]).
+    pub fn plan_with(&self, plan: &mut Plan, inputs: Option<&StepInputs>) -> Result<(), String> {
+        if self.is_fmri() {
+            return volumes::plan(self, plan, inputs);
+        }
+        if plan.grid.is_some() {
+            return Err(volumes::needs_channels(&plan.shape()));
+        }
         match self {
             Step::Pick { .. } | Step::Drop { .. } | Step::DropBads {} => {
                 if let ChannelChange::Select(idx) = self.channel_change(&plan.channels)? {
@@ -320,6 +444,10 @@ impl Step {
             Step::Window(cfg) => {
                 cfg.samples(plan.sfreq_hz).map_err(|e| e.to_string())?;
             }
+            Step::ResampleTr { .. }
+            | Step::CropOrPad { .. }
+            | Step::ZscoreInMask { .. }
+            | Step::Parcellate { .. } => {}
         }
         if plan.channels.is_empty() {
             return Err("no channel left".into());
@@ -327,8 +455,21 @@ impl Step {
         Ok(())
     }
 
-    /// Applies the step. The recording must hold a channel signal.
+    /// Applies the step. Only the fMRI steps take volumes. Steps that read a file need
+    /// [`Step::apply_with`].
     pub fn apply(&self, rec: Recording) -> Result<(Recording, Option<String>), String> {
+        self.apply_with(rec, None)
+    }
+
+    /// [`Step::apply`] with the files the step reads (from [`volumes::resolve`]).
+    pub fn apply_with(
+        &self,
+        rec: Recording,
+        inputs: Option<&StepInputs>,
+    ) -> Result<(Recording, Option<String>), String> {
+        if self.is_fmri() {
+            return volumes::apply(self, rec, inputs);
+        }
         let Recording {
             mut info,
             signal,
@@ -340,7 +481,7 @@ impl Step {
                 n_samples,
                 data,
             } => (n_channels, n_samples, data),
-            Signal::Volumes { .. } => return Err("needs a channels × samples signal".into()),
+            v @ Signal::Volumes { .. } => return Err(volumes::needs_channels(&v.shape())),
         };
         let mut note = None;
         match self {
@@ -545,7 +686,11 @@ impl Step {
                     format!("bad channels: {}", names.join(", "))
                 });
             }
-            Step::Window(_) => {}
+            Step::Window(_)
+            | Step::ResampleTr { .. }
+            | Step::CropOrPad { .. }
+            | Step::ZscoreInMask { .. }
+            | Step::Parcellate { .. } => {}
         }
         let n_ch = info.channels.len();
         finish(info, n_ch, n, data, annotations, note)
@@ -789,11 +934,8 @@ mod tests {
     #[test]
     fn resample_changes_rate_and_length() {
         let r = rec(&["A"], 1000, |_, t| (t as f32 * 0.01).sin());
-        let mut plan = Plan {
-            sfreq_hz: 100.0,
-            channels: r.info.channels.clone(),
-            n_times: 1000,
-        };
+        let mut plan = Plan::of_recording(&r);
+        assert_eq!(plan.sfreq_hz, 100.0);
         let step = Step::Resample { sfreq_hz: 40.0 };
         step.plan(&mut plan).unwrap();
         let (out, _) = step.apply(r).unwrap();

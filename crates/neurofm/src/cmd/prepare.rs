@@ -1,6 +1,6 @@
 //! `neurofm prepare`: apply a preprocessing recipe to every recording of a store.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use neurofm_data::{prepare_store, Recipe, Store};
@@ -18,6 +18,10 @@ use crate::Global;
 /// `covariates`) are carried along: per-channel ones follow channel picks, time-aligned ones are
 /// resampled with the signal, others are copied (docs/recipes.md). Recordings already prepared
 /// with the same recipe in the output store are skipped, so an interrupted run can be resumed.
+///
+/// fMRI stores ([t, x, y, z] volumes) take the fMRI steps (resample_tr, crop_or_pad,
+/// zscore_in_mask, parcellate); the mask and atlas images they name are read once, relative to
+/// the recipe's directory, and their sha256 are part of the recipe hash.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Example:
   neurofm prepare --recipe configs/recipes/eegmat-200hz.toml \\
@@ -41,7 +45,14 @@ pub struct Args {
 }
 
 pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
-    let recipe = Recipe::from_path(&args.recipe)?;
+    let mut recipe = Recipe::from_path(&args.recipe)?;
+    // Mask and atlas images of fMRI steps: paths relative to the recipe's directory, read once.
+    let base = args.recipe.parent().unwrap_or(Path::new("."));
+    recipe
+        .resolve(base, &|p: &Path| {
+            neurofm_io::read_recording(p).map_err(|e| e.to_string())
+        })
+        .with_context(|| format!("recipe {}", args.recipe.display()))?;
     let input = Store::open(&args.input)
         .with_context(|| format!("opening input store {}", args.input.display()))?;
     recipe.validate_store(&input)?;
