@@ -3,7 +3,8 @@
 # files, same machine, one run. Needs data/pypi (scripts/fetch_pypi_samples.sh) and python3;
 # installs nibabel==5.4.2 into scripts/.venv.
 #
-#   scripts/bench/nifti_load.sh [REPEATS]     (default 20)
+#   scripts/bench/nifti_load.sh [REPEATS]     (loads per tool, file and round; default 20;
+#                                              ROUNDS=N rounds, default 5)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 REPS="${1:-20}"
@@ -41,23 +42,39 @@ fi
 BIN="$TMPBIN/nifti_load"
 
 echo "machine: $(uname -m), $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
-echo "repeats: $REPS (median of per-load wall time, ms); load average: $(cut -d' ' -f1-3 /proc/loadavg)"
-"$BIN" "$REPS" "${FILES[@]}" > /tmp/neurofm_nifti_bench.$$ 2>/dev/null
-"$VENV/bin/python" - "$REPS" "${FILES[@]}" <<'PY' > /tmp/nibabel_nifti_bench.$$
-import sys, time, statistics
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+# ROUNDS rounds; in each, neurofm loads every file REPS times (one process), then nibabel does
+# (in-process). Interleaving the tools round by round spreads the machine's ups and downs over
+# both. Per tool and file: the median over all loads of all rounds, and the range of the
+# per-round speedups.
+"$VENV/bin/python" - "$BIN" "$REPS" "${ROUNDS:-5}" "${FILES[@]}" <<'PY'
+import statistics, subprocess, sys, time
 import nibabel as nib
-reps = int(sys.argv[1])
-for f in sys.argv[2:]:
-    ts = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        a = nib.load(f).get_fdata()
-        ts.append((time.perf_counter() - t0) * 1e3)
-    print(f"{f}\t{statistics.median(ts):.3f}\t{min(ts):.3f}\t{a.size}")
+binary, reps, rounds, files = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]
+ours = {f: [] for f in files}   # per-round medians (ms) of neurofm
+theirs = {f: [] for f in files}  # every nibabel load (ms), per round
+for _ in range(rounds):
+    out = subprocess.run([binary, str(reps), *files], check=True, capture_output=True,
+                         text=True).stdout
+    for line in out.splitlines():
+        f, med, _mn, n = line.split("\t")
+        ours[f].append((float(med), int(n)))
+    for f in files:
+        ts = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            a = nib.load(f).get_fdata()
+            ts.append((time.perf_counter() - t0) * 1e3)
+        theirs[f].append((statistics.median(ts), a.size))
+print(f"repeats: {rounds} rounds x {reps} loads per tool and file (median ms of the per-round medians)")
+print(f"{'file':<58} {'neurofm_ms':>10} {'nibabel_ms':>10} {'speedup':>8} {'per-round range':>16}")
+for f in files:
+    if any(n != m for (_, n), (_, m) in zip(ours[f], theirs[f])):
+        sys.exit(f"voxel counts differ for {f}")
+    a = statistics.median(t for t, _ in ours[f])
+    b = statistics.median(t for t, _ in theirs[f])
+    r = [tb / ta for (ta, _), (tb, _) in zip(ours[f], theirs[f])]
+    name = f.removeprefix("data/pypi/")
+    print(f"{name:<58} {a:10.3f} {b:10.3f} {b / a:7.1f}x {min(r):7.1f}-{max(r):.1f}x")
 PY
-printf "%-58s %12s %12s %8s\n" file neurofm_ms nibabel_ms speedup
-paste /tmp/neurofm_nifti_bench.$$ /tmp/nibabel_nifti_bench.$$ | while IFS=$'\t' read -r f nm _ nn _ pm _ pn; do
-    [[ "$nn" == "$pn" ]] || { echo "voxel counts differ for $f: $nn vs $pn" >&2; exit 1; }
-    printf "%-58s %12s %12s %7.1fx\n" "${f#data/pypi/}" "$nm" "$pm" "$(awk -v a="$pm" -v b="$nm" "BEGIN{print a/b}")"
-done
-rm -f /tmp/neurofm_nifti_bench.$$ /tmp/nibabel_nifti_bench.$$
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

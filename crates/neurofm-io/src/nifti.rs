@@ -37,7 +37,8 @@ use flate2::read::MultiGzDecoder;
 use neurofm_core::{Annotation, Info, Modality};
 
 use crate::error::IoError;
-use crate::reader::RawReader;
+use crate::reader::{read_all_by_segments, LazyHash, RawReader};
+use neurofm_core::{Recording, Signal};
 
 /// A TR above this many "seconds" is taken to be milliseconds written with the wrong unit.
 pub const TR_MS_THRESHOLD_S: f64 = 100.0;
@@ -554,7 +555,11 @@ enum Source {
 pub struct NiftiReader {
     path: PathBuf,
     header: NiftiHeader,
-    info: Info,
+    /// Everything but the provenance hash, known at `open`.
+    head_info: Info,
+    /// `head_info` plus the hash, built on first use of [`RawReader::info`].
+    info: std::sync::OnceLock<Info>,
+    hash: LazyHash,
     dims: [usize; 3],
     n_volumes: usize,
     affine: [[f64; 4]; 4],
@@ -563,7 +568,6 @@ pub struct NiftiReader {
     data_offset: u64,
     source: Source,
     buf: Vec<u8>,
-    vol: Vec<f32>,
 }
 
 fn is_gz(path: &Path) -> bool {
@@ -591,6 +595,18 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(n)
 }
 
+/// Reads the header bytes into `head` (540 long): 348, and 192 more when `sizeof_hdr` says
+/// NIfTI-2. Reading no further keeps a `.nii.gz` stream before the data (NIfTI-1 data start at
+/// byte 352), so reading the data does not restart the decompression.
+fn read_head(r: &mut impl Read, head: &mut [u8]) -> std::io::Result<usize> {
+    let n = read_full(r, &mut head[..348])?;
+    let first = [head[0], head[1], head[2], head[3]];
+    if n == 348 && (i32::from_le_bytes(first) == 540 || i32::from_be_bytes(first) == 540) {
+        return Ok(n + read_full(r, &mut head[348..540])?);
+    }
+    Ok(n)
+}
+
 fn gz_error(path: &Path, e: std::io::Error) -> IoError {
     IoError::io(
         path,
@@ -607,10 +623,10 @@ impl NiftiReader {
     /// Opens with options.
     pub fn open_with(path: &Path, opts: &NiftiOptions) -> Result<Self, IoError> {
         let gz = is_gz(path);
-        let mut head = vec![0u8; 544];
+        let mut head = vec![0u8; 540];
         let (n, mut source) = if gz {
             let mut dec = open_gz(path)?;
-            let n = read_full(&mut dec, &mut head).map_err(|e| gz_error(path, e))?;
+            let n = read_head(&mut dec, &mut head).map_err(|e| gz_error(path, e))?;
             (
                 n,
                 Source::Gz {
@@ -620,7 +636,7 @@ impl NiftiReader {
             )
         } else {
             let mut f = File::open(path).map_err(|e| IoError::io(path, e))?;
-            let n = read_full(&mut f, &mut head).map_err(|e| IoError::io(path, e))?;
+            let n = read_head(&mut f, &mut head).map_err(|e| IoError::io(path, e))?;
             (n, Source::Plain(f))
         };
         head.truncate(n);
@@ -733,7 +749,6 @@ impl NiftiReader {
         );
         info.metadata = metadata;
         info.provenance.source_path = path.display().to_string();
-        info.provenance.source_sha256 = crate::reader::sha256_file(path)?;
         info.provenance.reader = READER_NAME.into();
         info.provenance.reader_version = crate::READER_VERSION.into();
 
@@ -745,7 +760,9 @@ impl NiftiReader {
         Ok(NiftiReader {
             path: path.into(),
             header,
-            info,
+            head_info: info,
+            info: std::sync::OnceLock::new(),
+            hash: LazyHash::new(path),
             dims,
             n_volumes,
             affine,
@@ -754,7 +771,6 @@ impl NiftiReader {
             data_offset,
             source,
             buf: Vec::new(),
-            vol: Vec::new(),
         })
     }
 
@@ -774,6 +790,15 @@ impl NiftiReader {
     /// `(slope, intercept)` applied to the raw values.
     pub fn scaling(&self) -> (f64, f64) {
         (self.slope, self.inter)
+    }
+
+    fn decoding(&self) -> Decoding {
+        Decoding {
+            dt: self.header.datatype,
+            be: self.header.big_endian,
+            slope: self.slope,
+            inter: self.inter,
+        }
     }
 
     fn vol_bytes(&self) -> usize {
@@ -820,36 +845,37 @@ impl NiftiReader {
         out: &mut [f32],
     ) -> Result<(), IoError> {
         self.check_segment(start, stop, out.len())?;
-        self.seek_to(start)?;
-        let nbytes = (stop - start) * self.vol_bytes();
         let mut buf = std::mem::take(&mut self.buf);
-        buf.resize(nbytes, 0);
-        let got = match &mut self.source {
-            Source::Plain(f) => read_full(f, &mut buf).map_err(|e| IoError::io(&self.path, e))?,
-            Source::Gz { dec, pos } => {
-                let n = read_full(dec, &mut buf).map_err(|e| gz_error(&self.path, e))?;
-                *pos += n as u64;
-                n
-            }
-        };
-        if got < nbytes {
-            return Err(IoError::Truncated {
-                path: self.path.clone(),
-                what: format!("volumes [{start}, {stop})"),
-                expected: self.data_offset + (stop as u64) * self.vol_bytes() as u64,
-                got: self.data_offset + (start * self.vol_bytes() + got) as u64,
-            });
+        let r = self.read_raw(start, stop, &mut buf);
+        if r.is_ok() {
+            decode(
+                &buf,
+                self.header.datatype,
+                self.header.big_endian,
+                self.slope,
+                self.inter,
+                out,
+            );
         }
-        decode(
-            &buf,
-            self.header.datatype,
-            self.header.big_endian,
-            self.slope,
-            self.inter,
-            out,
-        );
         self.buf = buf;
-        Ok(())
+        r
+    }
+
+    /// Reads the file bytes of volumes `[start, stop)` into `buf` (resized to fit).
+    fn read_raw(&mut self, start: usize, stop: usize, buf: &mut Vec<u8>) -> Result<(), IoError> {
+        buf.resize((stop - start) * self.vol_bytes(), 0);
+        self.seek_to(start)?;
+        self.fill(start, buf)
+    }
+
+    /// Fills `buf` with the next bytes of the image data, which start at volume `start`.
+    fn fill(&mut self, start: usize, buf: &mut [u8]) -> Result<(), IoError> {
+        let at = DataAt {
+            path: &self.path,
+            data_offset: self.data_offset,
+            vol_bytes: self.vol_bytes(),
+        };
+        at.fill(&mut self.source, start, buf)
     }
 
     fn check_segment(&self, start: usize, stop: usize, out_len: usize) -> Result<(), IoError> {
@@ -874,24 +900,33 @@ impl NiftiReader {
     }
 }
 
-/// Converts raw bytes to scaled `f32`, keeping the order.
+/// Converts raw bytes to scaled `f32`, keeping the order. The byte order and whether there is
+/// scaling are decided once per call, so that each case is one straight loop the compiler can
+/// vectorize; the arithmetic is the same in every case (`v as f32` without scaling,
+/// `(v as f64 * slope + inter) as f32` with it).
 fn decode(buf: &[u8], dt: DataType, be: bool, slope: f64, inter: f64, out: &mut [f32]) {
     let identity = slope == 1.0 && inter == 0.0;
     macro_rules! conv {
         ($t:ty, $n:expr) => {{
-            for (o, c) in out.iter_mut().zip(buf.chunks_exact($n)) {
+            let pairs = out.iter_mut().zip(buf.chunks_exact($n));
+            let raw = |c: &[u8], be: bool| {
                 let mut a = [0u8; $n];
                 a.copy_from_slice(c);
-                let v = if be {
+                if be {
                     <$t>::from_be_bytes(a)
                 } else {
                     <$t>::from_le_bytes(a)
-                };
-                *o = if identity {
-                    v as f32
-                } else {
-                    (v as f64 * slope + inter) as f32
-                };
+                }
+            };
+            match (be, identity) {
+                (false, true) => pairs.for_each(|(o, c)| *o = raw(c, false) as f32),
+                (true, true) => pairs.for_each(|(o, c)| *o = raw(c, true) as f32),
+                (false, false) => {
+                    pairs.for_each(|(o, c)| *o = (raw(c, false) as f64 * slope + inter) as f32)
+                }
+                (true, false) => {
+                    pairs.for_each(|(o, c)| *o = (raw(c, true) as f64 * slope + inter) as f32)
+                }
             }
         }};
     }
@@ -909,33 +944,119 @@ fn decode(buf: &[u8], dt: DataType, be: bool, slope: f64, inter: f64, out: &mut 
     }
 }
 
-/// Transposes one Fortran-order volume (x fastest) into row-major `[x, y, z]` (z fastest).
+/// How the bytes of one volume become values: element type, byte order, scaling.
+#[derive(Clone, Copy)]
+struct Decoding {
+    dt: DataType,
+    be: bool,
+    slope: f64,
+    inter: f64,
+}
+
+/// Decodes one Fortran-order volume (x fastest) from its file bytes into row-major `[x, y, z]`
+/// (z fastest), scaled: the same values as [`decode`] followed by a transpose. Only the
+/// x-range `xs` is written: `dst` holds `dst[x - xs.start, y, z]` (`xs.len() * ny * nz` values).
 ///
-/// For each `y` this is a 2-D transpose of the `(z, x)` plane into `(x, z)`; it is done in
-/// 32 × 32 tiles so that reads and writes both stay in cache (a plain loop writes with a stride
-/// of `ny * nz` floats and is several times slower on 128 × 96 × 24 volumes).
-fn fortran_to_c(src: &[f32], dims: [usize; 3], dst: &mut [f32]) {
-    const B: usize = 32;
+/// For each `y` the `(z, x)` plane is decoded into `plane` (small enough to stay in the L1/L2
+/// cache) and written out transposed as `(x, z)`: each output run of `nz` values is contiguous.
+fn decode_transpose(
+    src: &[u8],
+    d: Decoding,
+    dims: [usize; 3],
+    xs: std::ops::Range<usize>,
+    plane: &mut Vec<f32>,
+    dst: &mut [f32],
+) {
     let [nx, ny, nz] = dims;
+    let w = xs.len();
+    let size = d.dt.size();
+    plane.resize(w * nz, 0.0);
     for y in 0..ny {
-        for z0 in (0..nz).step_by(B) {
-            let z1 = (z0 + B).min(nz);
-            for x0 in (0..nx).step_by(B) {
-                let x1 = (x0 + B).min(nx);
-                for z in z0..z1 {
-                    let row = &src[(z * ny + y) * nx..(z * ny + y + 1) * nx];
-                    for x in x0..x1 {
-                        dst[(x * ny + y) * nz + z] = row[x];
-                    }
-                }
+        for z in 0..nz {
+            let row = ((z * ny + y) * nx + xs.start) * size;
+            decode(
+                &src[row..row + w * size],
+                d.dt,
+                d.be,
+                d.slope,
+                d.inter,
+                &mut plane[z * w..(z + 1) * w],
+            );
+        }
+        for x in 0..w {
+            let out = &mut dst[(x * ny + y) * nz..(x * ny + y + 1) * nz];
+            for (o, &v) in out.iter_mut().zip(plane[x..].iter().step_by(w)) {
+                *o = v;
             }
         }
     }
 }
 
+/// Where the image data are: for the errors of [`DataAt::fill`].
+struct DataAt<'a> {
+    path: &'a Path,
+    data_offset: u64,
+    vol_bytes: usize,
+}
+
+impl DataAt<'_> {
+    /// Fills `buf` with the next bytes of `source`, which start at volume `start`.
+    fn fill(&self, source: &mut Source, start: usize, buf: &mut [u8]) -> Result<(), IoError> {
+        let got = match source {
+            Source::Plain(f) => read_full(f, buf).map_err(|e| IoError::io(self.path, e))?,
+            Source::Gz { dec, pos } => {
+                let n = read_full(dec, buf).map_err(|e| gz_error(self.path, e))?;
+                *pos += n as u64;
+                n
+            }
+        };
+        if got < buf.len() {
+            let vb = self.vol_bytes.max(1);
+            let stop = start + buf.len() / vb;
+            return Err(IoError::Truncated {
+                path: self.path.into(),
+                what: format!("volumes [{start}, {stop})"),
+                expected: self.data_offset + (stop * vb) as u64,
+                got: self.data_offset + (start * vb + got) as u64,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Largest image (bytes of voxel data in the file) that [`RawReader::read_all`] decompresses
+/// in one pass with the decode overlapped; bigger ones are read volume by volume.
+const WHOLE_IMAGE_MAX: usize = 256 << 20;
+
+/// Smallest image (bytes of voxel data) that [`RawReader::read_all`] reads with the pipeline:
+/// below it, waking the pool's threads costs more than decoding and hashing on this one.
+const PIPELINE_MIN: usize = 1 << 20;
+
+/// Tasks a single volume of `read_all` is split into (by x).
+const X_SPLIT: usize = 4;
+
+/// Volumes per decode task of `read_all`: about 64 KiB of file bytes.
+fn volumes_per_task(vol_bytes: usize) -> usize {
+    ((64 << 10) / vol_bytes.max(1)).max(1)
+}
+
 impl RawReader for NiftiReader {
+    /// Hashes the file on first use (unless `read_all` already did). If hashing fails the
+    /// sha256 is left empty and [`RawReader::finish`] (called by `read_all`) reports why.
     fn info(&self) -> &Info {
-        &self.info
+        self.info.get_or_init(|| {
+            let mut info = self.head_info.clone();
+            info.provenance.source_sha256 = self.hash.get().unwrap_or_default().to_string();
+            info
+        })
+    }
+
+    fn n_channels(&self) -> usize {
+        self.head_info.n_channels()
+    }
+
+    fn finish(&mut self) -> Result<(), IoError> {
+        self.hash.get().map(|_| ())
     }
 
     fn annotations(&self) -> &[Annotation] {
@@ -953,19 +1074,96 @@ impl RawReader for NiftiReader {
     fn read_segment(&mut self, start: usize, stop: usize, out: &mut [f32]) -> Result<(), IoError> {
         self.check_segment(start, stop, out.len())?;
         let nvox = self.dims[0] * self.dims[1] * self.dims[2];
-        let mut vol = std::mem::take(&mut self.vol);
-        vol.resize(nvox, 0.0);
-        let dims = self.dims;
-        let mut result = Ok(());
-        for (k, t) in (start..stop).enumerate() {
-            if let Err(e) = self.read_fortran(t, t + 1, &mut vol) {
-                result = Err(e);
-                break;
+        let vb = self.vol_bytes();
+        let mut buf = std::mem::take(&mut self.buf);
+        let r = self.read_raw(start, stop, &mut buf);
+        if r.is_ok() && nvox > 0 {
+            let (d, dims) = (self.decoding(), self.dims);
+            let mut plane = Vec::new();
+            for (src, dst) in buf.chunks_exact(vb).zip(out.chunks_exact_mut(nvox)) {
+                decode_transpose(src, d, dims, 0..dims[0], &mut plane, dst);
             }
-            fortran_to_c(&vol, dims, &mut out[k * nvox..(k + 1) * nvox]);
         }
-        self.vol = vol;
-        result
+        self.buf = buf;
+        r
+    }
+
+    /// Images of [`PIPELINE_MIN`] to [`WHOLE_IMAGE_MAX`] bytes: the data are decompressed (or read) in one pass
+    /// on this thread while the volumes already read are decoded and transposed on the rayon
+    /// pool, where the provenance sha256 (unless already known) is computed too.
+    /// Smaller images go through `read_segment` on this thread; bigger ones too, in bounded
+    /// memory.
+    fn read_all(&mut self) -> Result<Recording, IoError> {
+        let nvox = self.dims[0] * self.dims[1] * self.dims[2];
+        let vb = self.vol_bytes();
+        let n = self.n_volumes;
+        let nbytes = vb.saturating_mul(n);
+        if !(PIPELINE_MIN..=WHOLE_IMAGE_MAX).contains(&nbytes) || nvox == 0 {
+            return read_all_by_segments(self);
+        }
+        self.seek_to(0)?;
+        let mut raw = vec![0u8; nbytes];
+        let mut data = vec![0f32; nvox * n];
+        let per_task = volumes_per_task(vb);
+        let (d, dims) = (self.decoding(), self.dims);
+        let at = DataAt {
+            path: &self.path,
+            data_offset: self.data_offset,
+            vol_bytes: vb,
+        };
+        let (hash, source) = (&self.hash, &mut self.source);
+        let filled: Result<(), IoError> = rayon::scope(|rs| {
+            if !hash.is_known() {
+                rs.spawn(move |_| {
+                    let _ = hash.get();
+                });
+            }
+            {
+                let (mut raw_rest, mut out_rest) = (&mut raw[..], &mut data[..]);
+                let mut v = 0;
+                while v < n {
+                    let k = per_task.min(n - v);
+                    let (raw_k, raw_tail) = std::mem::take(&mut raw_rest).split_at_mut(k * vb);
+                    let (out_k, out_tail) = std::mem::take(&mut out_rest).split_at_mut(k * nvox);
+                    (raw_rest, out_rest) = (raw_tail, out_tail);
+                    at.fill(source, v, raw_k)?;
+                    let raw_k: &[u8] = raw_k;
+                    if k > 1 {
+                        rs.spawn(move |_| {
+                            let mut plane = Vec::new();
+                            let pairs = raw_k.chunks_exact(vb).zip(out_k.chunks_exact_mut(nvox));
+                            for (src, dst) in pairs {
+                                decode_transpose(src, d, dims, 0..dims[0], &mut plane, dst);
+                            }
+                        });
+                    } else {
+                        // one big volume: split by x so that the last volume, which nothing
+                        // else overlaps, is shared by the pool's threads
+                        let yz = dims[1] * dims[2];
+                        let xb = dims[0].div_ceil(X_SPLIT);
+                        for (i, dst) in out_k.chunks_mut(xb * yz).enumerate() {
+                            let xs = i * xb..i * xb + dst.len() / yz;
+                            rs.spawn(move |_| {
+                                decode_transpose(raw_k, d, dims, xs, &mut Vec::new(), dst);
+                            });
+                        }
+                    }
+                    v += k;
+                }
+                Ok(())
+            }
+        });
+        filled?;
+        self.finish()?;
+        let path = self.path.clone();
+        let signal = Signal::Volumes {
+            n_volumes: n,
+            dims,
+            affine: self.affine,
+            data,
+        };
+        Recording::new(self.info().clone(), signal, Vec::new())
+            .map_err(|source| IoError::Core { path, source })
     }
 }
 
@@ -1076,18 +1274,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn transpose_is_fortran_to_c() {
-        // dims 2 x 3 x 2; Fortran index = x + 2*y + 6*z
-        let src: Vec<f32> = (0..12).map(|v| v as f32).collect();
+    fn decode_transpose_is_fortran_to_c() {
+        // dims 2 x 3 x 2 of big-endian int16, scaled; Fortran index = x + 2*y + 6*z
+        let src: Vec<u8> = (0..12i16).flat_map(|v| v.to_be_bytes()).collect();
+        let d = Decoding {
+            dt: DataType::I16,
+            be: true,
+            slope: 2.0,
+            inter: 1.0,
+        };
         let mut dst = vec![0.0; 12];
-        fortran_to_c(&src, [2, 3, 2], &mut dst);
+        decode_transpose(&src, d, [2, 3, 2], 0..2, &mut Vec::new(), &mut dst);
         for x in 0..2 {
             for y in 0..3 {
                 for z in 0..2 {
-                    assert_eq!(dst[x * 6 + y * 2 + z], (x + 2 * y + 6 * z) as f32);
+                    let f = (x + 2 * y + 6 * z) as f32;
+                    assert_eq!(dst[x * 6 + y * 2 + z], 2.0 * f + 1.0);
                 }
             }
         }
+        // the x-range x = 1 only
+        let mut part = vec![0.0; 6];
+        decode_transpose(&src, d, [2, 3, 2], 1..2, &mut Vec::new(), &mut part);
+        assert_eq!(part, dst[6..]);
     }
 
     #[test]

@@ -483,3 +483,68 @@ fn nan_volume_is_kept_as_nan() {
     assert!(d[..2 * nvox].iter().all(|v| v.is_finite()));
     assert!(d[3 * nvox..].iter().all(|v| v.is_finite()));
 }
+
+/// Images of 1 MiB and more are read by `read_all`'s pipeline (decompression on one thread,
+/// decode and transpose of the volumes read so far on the pool, the hash beside them): the
+/// values, the segment reads and the provenance sha256 must be those of the plain path.
+#[test]
+fn big_images_read_through_the_pipeline() {
+    use sha2::Digest;
+    let dir = tempfile::tempdir().unwrap();
+    let specs = [
+        // 218 KB volumes: one task per volume, split by x
+        Spec {
+            dims: [70, 60, 13, 5],
+            datatype: 16,
+            bitpix: 32,
+            slope: 0.5,
+            inter: -3.0,
+            ..Spec::default()
+        },
+        // 16 KB volumes: several volumes per task, the last task shorter
+        Spec {
+            dims: [20, 20, 10, 70],
+            datatype: 8,
+            bitpix: 32,
+            big: true,
+            ..Spec::default()
+        },
+        // one 2 MB volume
+        Spec {
+            dims: [100, 90, 60, 1],
+            datatype: 16,
+            bitpix: 32,
+            version: 2,
+            ..Spec::default()
+        },
+    ];
+    for (i, spec) in specs.iter().enumerate() {
+        let bytes = build(spec);
+        assert!(bytes.len() > 1 << 20);
+        for (name, file) in [
+            (format!("big{i}.nii"), bytes.clone()),
+            (format!("big{i}.nii.gz"), gzip(&bytes)),
+        ] {
+            let p = write(dir.path(), &name, &file);
+            check_image(&p, spec);
+            let rec = open_raw(&p).unwrap().read_all().unwrap();
+            assert_eq!(
+                rec.info.provenance.source_sha256,
+                hex::encode(sha2::Sha256::digest(&file)),
+                "{name}"
+            );
+        }
+        // a gzip stream that ends 7 bytes early: an error naming the file, no panic
+        let p = write(
+            dir.path(),
+            &format!("big{i}_short.nii.gz"),
+            &gzip(&bytes[..bytes.len() - 7]),
+        );
+        let e = open_raw(&p).unwrap().read_all().err().unwrap();
+        assert!(matches!(e, IoError::Truncated { .. }), "{e}");
+        assert!(
+            e.to_string().contains(&format!("big{i}_short.nii.gz")),
+            "{e}"
+        );
+    }
+}
