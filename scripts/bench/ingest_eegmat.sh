@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Ingest speed on the 28 EEGMAT EDF files, in one run:
-#   neurofm read_all   (release example: open + decode every sample to f32 SI, in memory)
+#   neurofm read_all   (release example: open + decode every sample to f32 SI, in memory, one
+#                       file after the other; each file's read uses both the hash thread and
+#                       the rayon pool)
+#   neurofm read_all --jobs 2   (the same, two files at a time)
 #   neurofm ingest     (release CLI: read + write a store (fsync'd, atomic) into a fresh temp dir)
 #   MNE 1.13.2         (read_raw_edf(preload=True) + get_data(), in-process)
 #   MNE + npy          (the same, then np.save of the float32 array per file into a temp dir)
@@ -57,6 +60,10 @@ def neurofm_read_all():
     subprocess.run([os.path.join(rel, "examples", "read_all"), *files], check=True,
                    stdout=subprocess.DEVNULL)
 
+def neurofm_read_all_jobs2():
+    subprocess.run([os.path.join(rel, "examples", "read_all"), "--jobs", "2", *files],
+                   check=True, stdout=subprocess.DEVNULL)
+
 def neurofm_ingest():
     d = tempfile.mkdtemp()
     try:
@@ -97,7 +104,7 @@ def pyedflib_read():
         finally:
             r.close()
 
-tools = [("neurofm read_all", neurofm_read_all)]
+tools = [("neurofm read_all", neurofm_read_all), ("neurofm read_all -j2", neurofm_read_all_jobs2)]
 if ingest:
     tools.append(("neurofm ingest", neurofm_ingest))
 tools += [("MNE read_raw_edf", mne_read), ("MNE + npy", mne_npy), ("MNE + fif", mne_fif),
