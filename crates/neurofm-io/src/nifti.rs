@@ -956,9 +956,6 @@ struct Decoding {
 /// Decodes one Fortran-order volume (x fastest) from its file bytes into row-major `[x, y, z]`
 /// (z fastest), scaled: the same values as [`decode`] followed by a transpose. Only the
 /// x-range `xs` is written: `dst` holds `dst[x - xs.start, y, z]` (`xs.len() * ny * nz` values).
-///
-/// For each `y` the `(z, x)` plane is decoded into `plane` (small enough to stay in the L1/L2
-/// cache) and written out transposed as `(x, z)`: each output run of `nz` values is contiguous.
 fn decode_transpose(
     src: &[u8],
     d: Decoding,
@@ -967,21 +964,65 @@ fn decode_transpose(
     plane: &mut Vec<f32>,
     dst: &mut [f32],
 ) {
+    let identity = d.slope == 1.0 && d.inter == 0.0;
+    let (slope, inter) = (d.slope, d.inter);
+    // one monomorphic loop per element type, byte order and scaling (the same arithmetic as
+    // `decode`), chosen once per call
+    macro_rules! go {
+        ($t:ty, $n:expr) => {
+            match (d.be, identity) {
+                (false, true) => transpose_as::<$n, _>(src, dims, xs, plane, dst, |c| {
+                    <$t>::from_le_bytes(c) as f32
+                }),
+                (true, true) => transpose_as::<$n, _>(src, dims, xs, plane, dst, |c| {
+                    <$t>::from_be_bytes(c) as f32
+                }),
+                (false, false) => transpose_as::<$n, _>(src, dims, xs, plane, dst, |c| {
+                    (<$t>::from_le_bytes(c) as f64 * slope + inter) as f32
+                }),
+                (true, false) => transpose_as::<$n, _>(src, dims, xs, plane, dst, |c| {
+                    (<$t>::from_be_bytes(c) as f64 * slope + inter) as f32
+                }),
+            }
+        };
+    }
+    match d.dt {
+        DataType::U8 => go!(u8, 1),
+        DataType::I8 => go!(i8, 1),
+        DataType::I16 => go!(i16, 2),
+        DataType::U16 => go!(u16, 2),
+        DataType::I32 => go!(i32, 4),
+        DataType::U32 => go!(u32, 4),
+        DataType::I64 => go!(i64, 8),
+        DataType::U64 => go!(u64, 8),
+        DataType::F32 => go!(f32, 4),
+        DataType::F64 => go!(f64, 8),
+    }
+}
+
+/// The loop of [`decode_transpose`] for elements of `N` bytes converted by `conv`.
+///
+/// For each `y` the `(z, x)` plane is decoded into `plane` (small enough to stay in the L1/L2
+/// cache) and written out transposed as `(x, z)`: each output run of `nz` values is contiguous.
+fn transpose_as<const N: usize, F: Fn([u8; N]) -> f32>(
+    src: &[u8],
+    dims: [usize; 3],
+    xs: std::ops::Range<usize>,
+    plane: &mut Vec<f32>,
+    dst: &mut [f32],
+    conv: F,
+) {
     let [nx, ny, nz] = dims;
     let w = xs.len();
-    let size = d.dt.size();
     plane.resize(w * nz, 0.0);
     for y in 0..ny {
-        for z in 0..nz {
-            let row = ((z * ny + y) * nx + xs.start) * size;
-            decode(
-                &src[row..row + w * size],
-                d.dt,
-                d.be,
-                d.slope,
-                d.inter,
-                &mut plane[z * w..(z + 1) * w],
-            );
+        for (z, row) in plane.chunks_exact_mut(w).enumerate() {
+            let at = ((z * ny + y) * nx + xs.start) * N;
+            for (o, c) in row.iter_mut().zip(src[at..at + w * N].chunks_exact(N)) {
+                let mut a = [0u8; N];
+                a.copy_from_slice(c);
+                *o = conv(a);
+            }
         }
         for x in 0..w {
             let out = &mut dst[(x * ny + y) * nz..(x * ny + y + 1) * nz];
