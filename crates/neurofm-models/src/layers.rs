@@ -4,7 +4,7 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{Init, Linear, VarBuilder};
 
-use crate::{fused, ops};
+use crate::{attention, fused, ops};
 
 /// A linear layer `y = x W^T + b` with weight `[out, in]` (PyTorch layout), initialized
 /// like `nn.Linear` (uniform in ±1/sqrt(in)).
@@ -82,14 +82,20 @@ impl Attention {
 impl Module for Attention {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (b, l, d) = x.dims3()?;
-        let qkv = fused::linear(&self.qkv, x)?
+        let scale = 1.0 / (self.head_dim as f64).sqrt();
+        let qkv = fused::linear(&self.qkv, x)?;
+        if ops::fused_on(&qkv) {
+            let out = attention::fused_attention(&qkv, self.n_heads, scale, self.causal)?;
+            return fused::linear(&self.proj, &out);
+        }
+        let qkv = qkv
             .reshape((b, l, 3, self.n_heads, self.head_dim))?
             .permute((2, 0, 3, 1, 4))?; // [3, B, H, L, Dh]
         let q = qkv.get(0)?.contiguous()?;
         let k = qkv.get(1)?.contiguous()?;
         let v = qkv.get(2)?.contiguous()?;
         let scores = q.matmul(&k.t()?)?; // [B, H, L, L]
-        let p = ops::scaled_softmax(&scores, 1.0 / (self.head_dim as f64).sqrt(), self.causal)?;
+        let p = ops::scaled_softmax(&scores, scale, self.causal)?;
         let out = p.matmul(&v)?; // [B, H, L, Dh]
         let out = out.transpose(1, 2)?.reshape((b, l, d))?;
         fused::linear(&self.proj, &out)

@@ -479,3 +479,29 @@ fn fused_linear_gradients() -> Result<()> {
     );
     Ok(())
 }
+
+/// The fused attention op (`neurofm_models::attention`, taken by `Attention` on the CPU)
+/// against the composition of candle ops (the path CUDA runs): output and every gradient, in
+/// f64 and f32, causal or not, including one-token sequences and heads of one dimension.
+#[test]
+fn fused_attention_equals_composed() -> Result<()> {
+    for (dtype, tol) in [(DType::F64, 1e-12), (DType::F32, 1e-4)] {
+        for causal in [false, true] {
+            for (b, l, heads, dh) in [(2, 5, 2, 3), (3, 17, 4, 8), (1, 1, 1, 4), (2, 6, 3, 1)] {
+                let vm = VarMap::new();
+                let vb = VarBuilder::from_varmap(&vm, dtype, &Device::Cpu);
+                let att = Attention::new(heads * dh, heads, true, causal, vb)?;
+                let x = var(&[b, l, heads * dh], 7, dtype)?;
+                let mut vars = vars_of(&vm)?;
+                vars.push(("x".into(), x.clone()));
+                let f = || probe_loss(&(att.forward(x.as_tensor())? * 2.0)?, 3);
+                let d = fused_vs_composed(&f, &vars)?;
+                assert!(
+                    d < tol,
+                    "{dtype:?} causal {causal} {b}x{l}, {heads} heads of {dh}: fused vs composed differ by {d:e}"
+                );
+            }
+        }
+    }
+    Ok(())
+}

@@ -47,7 +47,11 @@ enum Command {
 fn run(cli: Cli) -> anyhow::Result<()> {
     let g = &cli.global;
     match cli.command {
-        Command::Ingest(a) => cmd::ingest::run(a, g),
+        Command::Ingest(a) => {
+            // one file's buffers reused for the next (BENCHMARKS.md, "Ingest: EEGMAT EDF")
+            neurofm_io::allocator::keep_freed_memory();
+            cmd::ingest::run(a, g)
+        }
         Command::IngestConnectome(a) => cmd::ingest_connectome::run(a, g),
         Command::Inspect(a) => cmd::inspect::run(a, g),
         Command::Merge(a) => cmd::merge::run(a, g),
@@ -63,7 +67,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
-    neurofm_io::allocator::keep_freed_memory();
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

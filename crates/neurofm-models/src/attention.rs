@@ -1,0 +1,372 @@
+//! Fused multi-head scaled-dot-product attention on the CPU, with a backward pass.
+//!
+//! Input: the output of the `qkv` projection, `[B, L, 3 * D]` laid out as `[B, L, 3, H, Dh]`
+//! (`D = H * Dh`); output `[B, L, D]`, laid out as `[B, L, H, Dh]`, i.e. already in the order
+//! the output projection reads. Per batch element and head:
+//! `O = softmax(scale * Q K^T [+ causal mask]) V`.
+//!
+//! What it saves against the composition of candle ops (`permute` + `contiguous` of q, k, v;
+//! matmul; softmax; matmul; `transpose` + copy of the output): the three permuted copies of q, k,
+//! v, the output transpose copy, and the `[B, H, L, L]` score and probability tensors kept for
+//! the backward pass. The matrix products read q, k, v in place through strides (the `gemm`
+//! crate candle itself uses), one batch element per rayon task. The backward pass recomputes the
+//! probabilities of one head at a time (one `L x L` buffer per task) instead of storing them:
+//!
+//! ```text
+//! dV = P^T dO      dP = dO V^T      dS = scale * P * (dP - rowsum(dP * P))
+//! dQ = dS K        dK = dS^T Q
+//! ```
+//!
+//! The softmax is computed as [`crate::ops::scaled_softmax`] computes it (max-subtracted, sum in
+//! the element type). `tests/gradients.rs` checks the op against finite differences and against
+//! the composed path (the one CUDA runs) in f64 and f32.
+
+use candle_core::backend::BackendStorage;
+use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
+use gemm::Parallelism;
+use rayon::prelude::*;
+
+/// Element types of the op.
+trait Elem: Copy + Send + Sync + Default + PartialOrd + 'static {
+    const ZERO: Self;
+    const ONE: Self;
+    const NEG_INF: Self;
+    fn from_f64(v: f64) -> Self;
+    fn exp(self) -> Self;
+    fn add(self, o: Self) -> Self;
+    fn sub(self, o: Self) -> Self;
+    fn mul(self, o: Self) -> Self;
+    fn div(self, o: Self) -> Self;
+}
+
+macro_rules! elem {
+    ($t:ty) => {
+        impl Elem for $t {
+            const ZERO: Self = 0.0;
+            const ONE: Self = 1.0;
+            const NEG_INF: Self = <$t>::NEG_INFINITY;
+            fn from_f64(v: f64) -> Self {
+                v as $t
+            }
+            fn exp(self) -> Self {
+                <$t>::exp(self)
+            }
+            fn add(self, o: Self) -> Self {
+                self + o
+            }
+            fn sub(self, o: Self) -> Self {
+                self - o
+            }
+            fn mul(self, o: Self) -> Self {
+                self * o
+            }
+            fn div(self, o: Self) -> Self {
+                self / o
+            }
+        }
+    };
+}
+elem!(f32);
+elem!(f64);
+
+/// Shape of one call.
+#[derive(Debug, Clone, Copy)]
+struct Dims {
+    batch: usize,
+    len: usize,
+    heads: usize,
+    head_dim: usize,
+}
+
+impl Dims {
+    fn d(&self) -> usize {
+        self.heads * self.head_dim
+    }
+}
+
+/// The op: attention of `[B, L, 3D]` into `[B, L, D]`.
+#[derive(Debug, Clone, Copy)]
+struct Attn {
+    heads: usize,
+    scale: f64,
+    causal: bool,
+}
+
+impl Attn {
+    fn dims(&self, l: &Layout) -> Result<Dims> {
+        let (batch, len, three_d) = l.shape().dims3()?;
+        if self.heads == 0 || !three_d.is_multiple_of(3 * self.heads) || three_d == 0 {
+            bail!(
+                "fused attention: last dimension {three_d} is not 3 x heads ({}) x head_dim",
+                self.heads
+            );
+        }
+        Ok(Dims {
+            batch,
+            len,
+            heads: self.heads,
+            head_dim: three_d / (3 * self.heads),
+        })
+    }
+}
+
+fn contiguous<'a, T>(s: &'a [T], l: &Layout, op: &str) -> Result<&'a [T]> {
+    match l.contiguous_offsets() {
+        Some((a, b)) => s.get(a..b).ok_or_else(|| {
+            candle_core::Error::Msg(format!("{op}: storage shorter than its layout"))
+        }),
+        None => bail!("{op}: input has to be contiguous"),
+    }
+}
+
+/// `dst (m x n) = lhs (m x k) * rhs (k x n)`, every operand given by its pointer and its row
+/// and column strides (in elements).
+///
+/// # Safety
+/// Every element `(i, j)` addressed through the strides, for `i < rows` and `j < cols` of each
+/// operand, must lie inside the allocation its pointer points into; `dst` must not overlap
+/// `lhs` or `rhs`, and nothing else may access `dst` during the call.
+#[allow(clippy::too_many_arguments)]
+unsafe fn matmul<T: Elem>(
+    (m, n, k): (usize, usize, usize),
+    dst: *mut T,
+    (dst_rs, dst_cs): (usize, usize),
+    lhs: *const T,
+    (lhs_rs, lhs_cs): (usize, usize),
+    rhs: *const T,
+    (rhs_rs, rhs_cs): (usize, usize),
+) {
+    // SAFETY: the caller's contract above is what `gemm::gemm` needs: in-bounds operands
+    // through the given strides, a destination that nothing else accesses; `T` is f32 or f64.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst,
+            dst_cs as isize,
+            dst_rs as isize,
+            false,
+            lhs,
+            lhs_cs as isize,
+            lhs_rs as isize,
+            rhs,
+            rhs_cs as isize,
+            rhs_rs as isize,
+            T::ZERO,
+            T::ONE,
+            false,
+            false,
+            false,
+            Parallelism::None,
+        )
+    };
+}
+
+/// `p = softmax(scale * (Q K^T) [+ mask])` for head `h` of one batch element `x` (`[L, 3D]`).
+fn probabilities<T: Elem>(x: &[T], dm: Dims, h: usize, a: &Attn, p: &mut [T]) {
+    let (l, d, dh) = (dm.len, dm.d(), dm.head_dim);
+    let rs = 3 * d;
+    debug_assert!(x.len() >= l * rs && p.len() >= l * l);
+    let q = x[h * dh..].as_ptr();
+    let k = x[d + h * dh..].as_ptr();
+    // SAFETY: q and k rows i < l, columns < dh lie at offsets < (l - 1) * 3d + 2d + d <= x.len();
+    // p is l x l, its own buffer.
+    unsafe { matmul((l, l, dh), p.as_mut_ptr(), (l, 1), q, (rs, 1), k, (1, rs)) };
+    let scale = T::from_f64(a.scale);
+    for (i, row) in p.chunks_exact_mut(l).take(l).enumerate() {
+        let keep = if a.causal { i + 1 } else { l };
+        let mut max = T::NEG_INF;
+        for v in row[..keep].iter_mut() {
+            *v = v.mul(scale);
+            if *v > max {
+                max = *v;
+            }
+        }
+        let mut sum = T::ZERO;
+        for v in row[..keep].iter_mut() {
+            *v = v.sub(max).exp();
+            sum = sum.add(*v);
+        }
+        for v in row[..keep].iter_mut() {
+            *v = v.div(sum);
+        }
+        row[keep..].fill(T::ZERO);
+    }
+}
+
+/// Forward pass of one batch element: `x` `[L, 3D]` into `out` `[L, D]`.
+fn forward_one<T: Elem>(x: &[T], out: &mut [T], dm: Dims, a: &Attn, p: &mut Vec<T>) {
+    let (l, d, dh) = (dm.len, dm.d(), dm.head_dim);
+    p.resize(l * l, T::ZERO);
+    for h in 0..dm.heads {
+        probabilities(x, dm, h, a, p);
+        let v = x[2 * d + h * dh..].as_ptr();
+        let o = out[h * dh..].as_mut_ptr();
+        // SAFETY: rows < l, columns < dh of v (row stride 3d) and of o (row stride d) lie inside
+        // x and out; p is l x l; out does not overlap x or p.
+        unsafe { matmul((l, dh, l), o, (d, 1), p.as_ptr(), (l, 1), v, (3 * d, 1)) };
+    }
+}
+
+/// Backward pass of one batch element: `x` `[L, 3D]`, `g` = dL/d(out) `[L, D]` into
+/// `dx` `[L, 3D]`.
+fn backward_one<T: Elem>(
+    x: &[T],
+    g: &[T],
+    dx: &mut [T],
+    dm: Dims,
+    a: &Attn,
+    bufs: &mut (Vec<T>, Vec<T>),
+) {
+    let (l, d, dh) = (dm.len, dm.d(), dm.head_dim);
+    let rs = 3 * d;
+    let (p, dp) = bufs;
+    p.resize(l * l, T::ZERO);
+    dp.resize(l * l, T::ZERO);
+    let scale = T::from_f64(a.scale);
+    for h in 0..dm.heads {
+        probabilities(x, dm, h, a, p);
+        let q = x[h * dh..].as_ptr();
+        let k = x[d + h * dh..].as_ptr();
+        let v = x[2 * d + h * dh..].as_ptr();
+        let go = g[h * dh..].as_ptr();
+        // SAFETY (all four products): rows < l, columns < dh of q, k, v, dq, dk, dv (row stride
+        // 3d) and of go (row stride d) lie inside x, dx and g; p and dp are l x l buffers of
+        // their own; dx does not overlap x, g, p or dp.
+        unsafe {
+            // dV = P^T dO
+            let dv = dx[2 * d + h * dh..].as_mut_ptr();
+            matmul((l, dh, l), dv, (rs, 1), p.as_ptr(), (1, l), go, (d, 1));
+            // dP = dO V^T
+            matmul((l, l, dh), dp.as_mut_ptr(), (l, 1), go, (d, 1), v, (1, rs));
+        }
+        // dS = scale * P * (dP - rowsum(dP * P)), in place in dp
+        for (prow, drow) in p.chunks_exact(l).zip(dp.chunks_exact_mut(l)) {
+            let mut dot = T::ZERO;
+            for (&pv, &dv) in prow.iter().zip(drow.iter()) {
+                dot = dot.add(pv.mul(dv));
+            }
+            for (&pv, dv) in prow.iter().zip(drow.iter_mut()) {
+                *dv = scale.mul(pv.mul(dv.sub(dot)));
+            }
+        }
+        unsafe {
+            // dQ = dS K
+            let dq = dx[h * dh..].as_mut_ptr();
+            matmul((l, dh, l), dq, (rs, 1), dp.as_ptr(), (l, 1), k, (rs, 1));
+            // dK = dS^T Q
+            let dk = dx[d + h * dh..].as_mut_ptr();
+            matmul((l, dh, l), dk, (rs, 1), dp.as_ptr(), (1, l), q, (rs, 1));
+        }
+    }
+}
+
+fn forward<T: Elem>(x: &[T], dm: Dims, a: &Attn) -> Vec<T> {
+    let (l, d) = (dm.len, dm.d());
+    let mut out = vec![T::ZERO; dm.batch * l * d];
+    if l == 0 || d == 0 {
+        return out;
+    }
+    out.par_chunks_mut(l * d)
+        .zip(x.par_chunks(l * 3 * d))
+        .for_each_init(Vec::new, |p, (o, x)| forward_one(x, o, dm, a, p));
+    out
+}
+
+fn backward<T: Elem>(x: &[T], g: &[T], dm: Dims, a: &Attn) -> Vec<T> {
+    let (l, d) = (dm.len, dm.d());
+    let mut dx = vec![T::ZERO; dm.batch * l * 3 * d];
+    if l == 0 || d == 0 {
+        return dx;
+    }
+    dx.par_chunks_mut(l * 3 * d)
+        .zip(x.par_chunks(l * 3 * d).zip(g.par_chunks(l * d)))
+        .for_each_init(
+            || (Vec::new(), Vec::new()),
+            |bufs, (dx, (x, g))| backward_one(x, g, dx, dm, a, bufs),
+        );
+    dx
+}
+
+impl CustomOp1 for Attn {
+    fn name(&self) -> &'static str {
+        "neurofm-attention"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let dm = self.dims(l)?;
+        let out = match s {
+            CpuStorage::F32(v) => {
+                CpuStorage::F32(forward(contiguous(v, l, self.name())?, dm, self))
+            }
+            CpuStorage::F64(v) => {
+                CpuStorage::F64(forward(contiguous(v, l, self.name())?, dm, self))
+            }
+            other => bail!("{}: unsupported dtype {:?}", self.name(), other.dtype()),
+        };
+        Ok((out, Shape::from((dm.batch, dm.len, dm.d()))))
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+        let g = grad_res.contiguous()?;
+        Ok(Some(arg.contiguous()?.apply_op2(&g, AttnBwd(*self))?))
+    }
+}
+
+/// `(x, dL/d(out)) -> dL/dx` of [`Attn`].
+#[derive(Debug, Clone, Copy)]
+struct AttnBwd(Attn);
+
+impl CustomOp2 for AttnBwd {
+    fn name(&self) -> &'static str {
+        "neurofm-attention-bwd"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let dm = self.0.dims(l1)?;
+        if l2.shape().dims() != [dm.batch, dm.len, dm.d()] {
+            bail!(
+                "{}: gradient {:?} does not match the output of {:?}",
+                self.name(),
+                l2.shape(),
+                l1.shape()
+            );
+        }
+        let name = self.name();
+        let out = match (s1, s2) {
+            (CpuStorage::F32(x), CpuStorage::F32(g)) => CpuStorage::F32(backward(
+                contiguous(x, l1, name)?,
+                contiguous(g, l2, name)?,
+                dm,
+                &self.0,
+            )),
+            (CpuStorage::F64(x), CpuStorage::F64(g)) => CpuStorage::F64(backward(
+                contiguous(x, l1, name)?,
+                contiguous(g, l2, name)?,
+                dm,
+                &self.0,
+            )),
+            (a, b) => bail!("{name}: unsupported dtypes {:?} {:?}", a.dtype(), b.dtype()),
+        };
+        Ok((out, l1.shape().clone()))
+    }
+}
+
+/// Multi-head attention of `qkv` `[B, L, 3 * D]` (laid out `[B, L, 3, H, Dh]`, as the `qkv`
+/// projection produces it) into `[B, L, D]` (laid out `[B, L, H, Dh]`), fused on the CPU (see
+/// the module docs). Callers use it where [`crate::ops`] takes its fused kernels, and the
+/// composition of candle ops elsewhere.
+pub fn fused_attention(qkv: &Tensor, heads: usize, scale: f64, causal: bool) -> Result<Tensor> {
+    qkv.contiguous()?.apply_op1(Attn {
+        heads,
+        scale,
+        causal,
+    })
+}
