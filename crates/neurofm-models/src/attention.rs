@@ -26,6 +26,8 @@ use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape,
 use gemm::Parallelism;
 use rayon::prelude::*;
 
+use crate::ops::contiguous;
+
 /// Element types of the op.
 trait Elem: Copy + Send + Sync + Default + PartialOrd + 'static {
     const ZERO: Self;
@@ -107,15 +109,6 @@ impl Attn {
             heads: self.heads,
             head_dim: three_d / (3 * self.heads),
         })
-    }
-}
-
-fn contiguous<'a, T>(s: &'a [T], l: &Layout, op: &str) -> Result<&'a [T]> {
-    match l.contiguous_offsets() {
-        Some((a, b)) => s.get(a..b).ok_or_else(|| {
-            candle_core::Error::Msg(format!("{op}: storage shorter than its layout"))
-        }),
-        None => bail!("{op}: input has to be contiguous"),
     }
 }
 

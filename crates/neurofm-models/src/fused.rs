@@ -16,19 +16,10 @@ use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::ops::fused_on;
+use crate::ops::{contiguous, fused_on};
 
 /// Elements per parallel task.
 const CHUNK: usize = 1 << 14;
-
-fn contiguous<'a, T>(s: &'a [T], l: &Layout, op: &str) -> Result<&'a [T]> {
-    match l.contiguous_offsets() {
-        Some((a, b)) => s.get(a..b).ok_or_else(|| {
-            candle_core::Error::Msg(format!("{op}: storage shorter than its layout"))
-        }),
-        None => bail!("{op}: input has to be contiguous"),
-    }
-}
 
 /// `f(src[i]) -> dst[i]`, in parallel chunks.
 fn map1<T: Copy + Send + Sync + Default>(src: &[T], f: impl Fn(T) -> T + Sync) -> Vec<T> {

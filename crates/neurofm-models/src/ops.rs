@@ -100,7 +100,8 @@ macro_rules! impl_real {
 impl_real!(f32);
 impl_real!(f64);
 
-fn contiguous<'a, T>(s: &'a [T], l: &Layout, op: &str) -> Result<&'a [T]> {
+/// The elements of a contiguous CPU tensor's storage (`op` names the op in the error).
+pub(crate) fn contiguous<'a, T>(s: &'a [T], l: &Layout, op: &str) -> Result<&'a [T]> {
     match l.contiguous_offsets() {
         Some((a, b)) => s.get(a..b).ok_or_else(|| {
             candle_core::Error::Msg(format!("{op}: storage shorter than its layout"))
