@@ -3,6 +3,7 @@
 //!
 //! This crate does no I/O and knows nothing about models.
 
+pub mod allocator;
 pub mod channels;
 pub mod error;
 pub mod neurons;

@@ -58,7 +58,7 @@ fn read_one(f: &Path, block_s: Option<f64>) -> Result<Tally, String> {
 
 fn main() -> ExitCode {
     // as the neurofm CLI does: reuse the memory of one file's buffers for the next
-    neurofm_io::allocator::keep_freed_memory();
+    neurofm_core::allocator::keep_freed_memory();
     let mut block_s: Option<f64> = None;
     let mut jobs = 1usize;
     let mut files = Vec::new();

@@ -4,7 +4,6 @@
 //! and "read this segment"; everything else is shared). [`open_raw`] picks the reader by file
 //! extension and, when nothing can read the file, says which readers it tried and why each refused.
 
-pub mod allocator;
 pub mod bids;
 pub mod brainvision;
 pub mod celegans;

@@ -47,11 +47,7 @@ enum Command {
 fn run(cli: Cli) -> anyhow::Result<()> {
     let g = &cli.global;
     match cli.command {
-        Command::Ingest(a) => {
-            // one file's buffers reused for the next (BENCHMARKS.md, "Ingest: EEGMAT EDF")
-            neurofm_io::allocator::keep_freed_memory();
-            cmd::ingest::run(a, g)
-        }
+        Command::Ingest(a) => cmd::ingest::run(a, g),
         Command::IngestConnectome(a) => cmd::ingest_connectome::run(a, g),
         Command::Inspect(a) => cmd::inspect::run(a, g),
         Command::Merge(a) => cmd::merge::run(a, g),
@@ -67,6 +63,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
+    // reuse freed buffers instead of faulting in fresh pages (file after file, step after step)
+    neurofm_core::allocator::keep_freed_memory();
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
