@@ -848,14 +848,7 @@ impl NiftiReader {
         let mut buf = std::mem::take(&mut self.buf);
         let r = self.read_raw(start, stop, &mut buf);
         if r.is_ok() {
-            decode(
-                &buf,
-                self.header.datatype,
-                self.header.big_endian,
-                self.slope,
-                self.inter,
-                out,
-            );
+            decode(&buf, self.decoding(), out);
         }
         self.buf = buf;
         r
@@ -900,50 +893,6 @@ impl NiftiReader {
     }
 }
 
-/// Converts raw bytes to scaled `f32`, keeping the order. The byte order and whether there is
-/// scaling are decided once per call, so that each case is one straight loop the compiler can
-/// vectorize; the arithmetic is the same in every case (`v as f32` without scaling,
-/// `(v as f64 * slope + inter) as f32` with it).
-fn decode(buf: &[u8], dt: DataType, be: bool, slope: f64, inter: f64, out: &mut [f32]) {
-    let identity = slope == 1.0 && inter == 0.0;
-    macro_rules! conv {
-        ($t:ty, $n:expr) => {{
-            let pairs = out.iter_mut().zip(buf.chunks_exact($n));
-            let raw = |c: &[u8], be: bool| {
-                let mut a = [0u8; $n];
-                a.copy_from_slice(c);
-                if be {
-                    <$t>::from_be_bytes(a)
-                } else {
-                    <$t>::from_le_bytes(a)
-                }
-            };
-            match (be, identity) {
-                (false, true) => pairs.for_each(|(o, c)| *o = raw(c, false) as f32),
-                (true, true) => pairs.for_each(|(o, c)| *o = raw(c, true) as f32),
-                (false, false) => {
-                    pairs.for_each(|(o, c)| *o = (raw(c, false) as f64 * slope + inter) as f32)
-                }
-                (true, false) => {
-                    pairs.for_each(|(o, c)| *o = (raw(c, true) as f64 * slope + inter) as f32)
-                }
-            }
-        }};
-    }
-    match dt {
-        DataType::U8 => conv!(u8, 1),
-        DataType::I8 => conv!(i8, 1),
-        DataType::I16 => conv!(i16, 2),
-        DataType::U16 => conv!(u16, 2),
-        DataType::I32 => conv!(i32, 4),
-        DataType::U32 => conv!(u32, 4),
-        DataType::I64 => conv!(i64, 8),
-        DataType::U64 => conv!(u64, 8),
-        DataType::F32 => conv!(f32, 4),
-        DataType::F64 => conv!(f64, 8),
-    }
-}
-
 /// How the bytes of one volume become values: element type, byte order, scaling.
 #[derive(Clone, Copy)]
 struct Decoding {
@@ -953,36 +902,28 @@ struct Decoding {
     inter: f64,
 }
 
-/// Decodes one Fortran-order volume (x fastest) from its file bytes into row-major `[x, y, z]`
-/// (z fastest), scaled: the same values as [`decode`] followed by a transpose. Only the
-/// x-range `xs` is written: `dst` holds `dst[x - xs.start, y, z]` (`xs.len() * ny * nz` values).
-fn decode_transpose(
-    src: &[u8],
-    d: Decoding,
-    dims: [usize; 3],
-    xs: std::ops::Range<usize>,
-    plane: &mut Vec<f32>,
-    dst: &mut [f32],
-) {
+/// Work done with the conversion of one element of `N` file bytes into its scaled value.
+trait WithConv {
+    fn run<const N: usize, F: Fn([u8; N]) -> f32>(self, conv: F);
+}
+
+/// Calls `k.run` with the conversion for `d`: one monomorphic closure per element type, byte
+/// order and scaling, chosen once per call so that each loop is straight and vectorizable. The
+/// arithmetic is `v as f32` without scaling and `(v as f64 * slope + inter) as f32` with it.
+fn with_conv(d: Decoding, k: impl WithConv) {
     let identity = d.slope == 1.0 && d.inter == 0.0;
     let (slope, inter) = (d.slope, d.inter);
-    // one monomorphic loop per element type, byte order and scaling (the same arithmetic as
-    // `decode`), chosen once per call
     macro_rules! go {
         ($t:ty, $n:expr) => {
             match (d.be, identity) {
-                (false, true) => transpose_as::<$n, _>(src, dims, xs, plane, dst, |c| {
-                    <$t>::from_le_bytes(c) as f32
-                }),
-                (true, true) => transpose_as::<$n, _>(src, dims, xs, plane, dst, |c| {
-                    <$t>::from_be_bytes(c) as f32
-                }),
-                (false, false) => transpose_as::<$n, _>(src, dims, xs, plane, dst, |c| {
-                    (<$t>::from_le_bytes(c) as f64 * slope + inter) as f32
-                }),
-                (true, false) => transpose_as::<$n, _>(src, dims, xs, plane, dst, |c| {
-                    (<$t>::from_be_bytes(c) as f64 * slope + inter) as f32
-                }),
+                (false, true) => k.run::<$n, _>(|c| <$t>::from_le_bytes(c) as f32),
+                (true, true) => k.run::<$n, _>(|c| <$t>::from_be_bytes(c) as f32),
+                (false, false) => {
+                    k.run::<$n, _>(|c| (<$t>::from_le_bytes(c) as f64 * slope + inter) as f32)
+                }
+                (true, false) => {
+                    k.run::<$n, _>(|c| (<$t>::from_be_bytes(c) as f64 * slope + inter) as f32)
+                }
             }
         };
     }
@@ -1000,37 +941,84 @@ fn decode_transpose(
     }
 }
 
-/// The loop of [`decode_transpose`] for elements of `N` bytes converted by `conv`.
-///
-/// For each `y` the `(z, x)` plane is decoded into `plane` (small enough to stay in the L1/L2
-/// cache) and written out transposed as `(x, z)`: each output run of `nz` values is contiguous.
-fn transpose_as<const N: usize, F: Fn([u8; N]) -> f32>(
-    src: &[u8],
-    dims: [usize; 3],
-    xs: std::ops::Range<usize>,
-    plane: &mut Vec<f32>,
-    dst: &mut [f32],
-    conv: F,
-) {
-    let [nx, ny, nz] = dims;
-    let w = xs.len();
-    plane.resize(w * nz, 0.0);
-    for y in 0..ny {
-        for (z, row) in plane.chunks_exact_mut(w).enumerate() {
-            let at = ((z * ny + y) * nx + xs.start) * N;
-            for (o, c) in row.iter_mut().zip(src[at..at + w * N].chunks_exact(N)) {
+/// Converts raw bytes to scaled `f32`, keeping the (Fortran) order.
+fn decode(buf: &[u8], d: Decoding, out: &mut [f32]) {
+    struct Plain<'a> {
+        buf: &'a [u8],
+        out: &'a mut [f32],
+    }
+    impl WithConv for Plain<'_> {
+        fn run<const N: usize, F: Fn([u8; N]) -> f32>(self, conv: F) {
+            for (o, c) in self.out.iter_mut().zip(self.buf.chunks_exact(N)) {
                 let mut a = [0u8; N];
                 a.copy_from_slice(c);
                 *o = conv(a);
             }
         }
-        for x in 0..w {
-            let out = &mut dst[(x * ny + y) * nz..(x * ny + y + 1) * nz];
-            for (o, &v) in out.iter_mut().zip(plane[x..].iter().step_by(w)) {
-                *o = v;
+    }
+    with_conv(d, Plain { buf, out });
+}
+
+/// Decodes one Fortran-order volume (x fastest) from its file bytes into row-major `[x, y, z]`
+/// (z fastest), scaled: the same values as [`decode`] followed by a transpose. Only the
+/// x-range `xs` is written: `dst` holds `dst[x - xs.start, y, z]` (`xs.len() * ny * nz` values).
+///
+/// For each `y` the `(z, x)` plane is decoded into `plane` (small enough to stay in the L1/L2
+/// cache) and written out transposed as `(x, z)`: each output run of `nz` values is contiguous.
+fn decode_transpose(
+    src: &[u8],
+    d: Decoding,
+    dims: [usize; 3],
+    xs: std::ops::Range<usize>,
+    plane: &mut Vec<f32>,
+    dst: &mut [f32],
+) {
+    struct Transpose<'a> {
+        src: &'a [u8],
+        dims: [usize; 3],
+        xs: std::ops::Range<usize>,
+        plane: &'a mut Vec<f32>,
+        dst: &'a mut [f32],
+    }
+    impl WithConv for Transpose<'_> {
+        fn run<const N: usize, F: Fn([u8; N]) -> f32>(self, conv: F) {
+            let Transpose {
+                src,
+                dims: [nx, ny, nz],
+                xs,
+                plane,
+                dst,
+            } = self;
+            let w = xs.len();
+            plane.resize(w * nz, 0.0);
+            for y in 0..ny {
+                for (z, row) in plane.chunks_exact_mut(w).enumerate() {
+                    let at = ((z * ny + y) * nx + xs.start) * N;
+                    for (o, c) in row.iter_mut().zip(src[at..at + w * N].chunks_exact(N)) {
+                        let mut a = [0u8; N];
+                        a.copy_from_slice(c);
+                        *o = conv(a);
+                    }
+                }
+                for x in 0..w {
+                    let out = &mut dst[(x * ny + y) * nz..(x * ny + y + 1) * nz];
+                    for (o, &v) in out.iter_mut().zip(plane[x..].iter().step_by(w)) {
+                        *o = v;
+                    }
+                }
             }
         }
     }
+    with_conv(
+        d,
+        Transpose {
+            src,
+            dims,
+            xs,
+            plane,
+            dst,
+        },
+    );
 }
 
 /// Where the image data are: for the errors of [`DataAt::fill`].
@@ -1129,11 +1117,11 @@ impl RawReader for NiftiReader {
         r
     }
 
-    /// Images of [`PIPELINE_MIN`] to [`WHOLE_IMAGE_MAX`] bytes: the data are decompressed (or read) in one pass
-    /// on this thread while the volumes already read are decoded and transposed on the rayon
-    /// pool, where the provenance sha256 (unless already known) is computed too.
-    /// Smaller images go through `read_segment` on this thread; bigger ones too, in bounded
-    /// memory.
+    /// Images of [`PIPELINE_MIN`] to [`WHOLE_IMAGE_MAX`] bytes: the data are decompressed (or
+    /// read) in one pass on this thread while the volumes already read are decoded and
+    /// transposed on the rayon pool, where the provenance sha256 (unless already known) is
+    /// computed too. Smaller images go through `read_segment` on this thread; bigger ones too,
+    /// in bounded memory.
     fn read_all(&mut self) -> Result<Recording, IoError> {
         let nvox = self.dims[0] * self.dims[1] * self.dims[2];
         let vb = self.vol_bytes();
@@ -1159,40 +1147,38 @@ impl RawReader for NiftiReader {
                     let _ = hash.get();
                 });
             }
-            {
-                let (mut raw_rest, mut out_rest) = (&mut raw[..], &mut data[..]);
-                let mut v = 0;
-                while v < n {
-                    let k = per_task.min(n - v);
-                    let (raw_k, raw_tail) = std::mem::take(&mut raw_rest).split_at_mut(k * vb);
-                    let (out_k, out_tail) = std::mem::take(&mut out_rest).split_at_mut(k * nvox);
-                    (raw_rest, out_rest) = (raw_tail, out_tail);
-                    at.fill(source, v, raw_k)?;
-                    let raw_k: &[u8] = raw_k;
-                    if k > 1 {
-                        rs.spawn(move |_| {
-                            let mut plane = Vec::new();
-                            let pairs = raw_k.chunks_exact(vb).zip(out_k.chunks_exact_mut(nvox));
-                            for (src, dst) in pairs {
-                                decode_transpose(src, d, dims, 0..dims[0], &mut plane, dst);
-                            }
-                        });
-                    } else {
-                        // one big volume: split by x so that the last volume, which nothing
-                        // else overlaps, is shared by the pool's threads
-                        let yz = dims[1] * dims[2];
-                        let xb = dims[0].div_ceil(X_SPLIT);
-                        for (i, dst) in out_k.chunks_mut(xb * yz).enumerate() {
-                            let xs = i * xb..i * xb + dst.len() / yz;
-                            rs.spawn(move |_| {
-                                decode_transpose(raw_k, d, dims, xs, &mut Vec::new(), dst);
-                            });
+            let (mut raw_rest, mut out_rest) = (&mut raw[..], &mut data[..]);
+            let mut v = 0;
+            while v < n {
+                let k = per_task.min(n - v);
+                let (raw_k, raw_tail) = std::mem::take(&mut raw_rest).split_at_mut(k * vb);
+                let (out_k, out_tail) = std::mem::take(&mut out_rest).split_at_mut(k * nvox);
+                (raw_rest, out_rest) = (raw_tail, out_tail);
+                at.fill(source, v, raw_k)?;
+                let raw_k: &[u8] = raw_k;
+                if k > 1 {
+                    rs.spawn(move |_| {
+                        let mut plane = Vec::new();
+                        let pairs = raw_k.chunks_exact(vb).zip(out_k.chunks_exact_mut(nvox));
+                        for (src, dst) in pairs {
+                            decode_transpose(src, d, dims, 0..dims[0], &mut plane, dst);
                         }
+                    });
+                } else {
+                    // one big volume: split by x so that the last volume, which nothing
+                    // else overlaps, is shared by the pool's threads
+                    let yz = dims[1] * dims[2];
+                    let xb = dims[0].div_ceil(X_SPLIT);
+                    for (i, dst) in out_k.chunks_mut(xb * yz).enumerate() {
+                        let xs = i * xb..i * xb + dst.len() / yz;
+                        rs.spawn(move |_| {
+                            decode_transpose(raw_k, d, dims, xs, &mut Vec::new(), dst);
+                        });
                     }
-                    v += k;
                 }
-                Ok(())
+                v += k;
             }
+            Ok(())
         });
         filled?;
         self.finish()?;
