@@ -15,11 +15,13 @@
 //! times 3 for forward + backward, the convention of the MFU literature; both benchmarks use
 //! the same formula ([`matmul_flops_fwd`] here, `matmul_flops_fwd` in the Python script).
 
+use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
+use neurofm_models::adamw::{self, AdamWStep};
 use neurofm_models::mask::random_patch_mask_on;
 use neurofm_models::{Mae, MaeConfig};
 
@@ -106,8 +108,8 @@ fn matmul_flops_fwd(cfg: &MaeConfig, batch: usize, channels: usize, patches: usi
     f + 2.0 * n * head_in * cfg.patch_len as f64
 }
 
-/// AdamW as `torch.optim.AdamW` (and `neurofm-train`'s optimizer): decoupled weight decay on
-/// tensors of rank >= 2, bias-corrected moments.
+/// AdamW as `torch.optim.AdamW` (and `neurofm-train`'s optimizer, whose update kernel this is):
+/// decoupled weight decay on tensors of rank >= 2, bias-corrected moments, updated in place.
 struct AdamW {
     lr: f64,
     beta1: f64,
@@ -125,28 +127,28 @@ impl AdamW {
         grads: &candle_core::backprop::GradStore,
     ) -> candle_core::Result<()> {
         self.t += 1;
-        let bc1 = 1.0 - self.beta1.powi(self.t);
-        let bc2_sqrt = (1.0 - self.beta2.powi(self.t)).sqrt();
-        let step_size = self.lr / bc1;
+        let s = AdamWStep::new(
+            self.lr,
+            self.beta1,
+            self.beta2,
+            self.eps,
+            self.weight_decay,
+            self.t,
+        );
         for (name, var) in vars {
             let Some(g) = grads.get(var.as_tensor()) else {
                 continue;
             };
-            let p = var.as_tensor();
-            let (m, v) = match self.state.get(name) {
-                Some((m, v)) => (m.clone(), v.clone()),
-                None => (g.zeros_like()?, g.zeros_like()?),
-            };
-            let m = ((m * self.beta1)? + (g * (1.0 - self.beta1))?)?;
-            let v = ((v * self.beta2)? + (g.sqr()? * (1.0 - self.beta2))?)?;
-            let p = if p.rank() >= 2 {
-                (p * (1.0 - self.lr * self.weight_decay))?
+            let s = if var.rank() >= 2 {
+                s
             } else {
-                p.clone()
+                s.without_decay()
             };
-            let denom = (v.sqrt()? / bc2_sqrt)?.affine(1.0, self.eps)?;
-            var.set(&(p - ((&m / denom)? * step_size)?)?.detach())?;
-            self.state.insert(name.clone(), (m, v));
+            let (m, v) = match self.state.entry(name.clone()) {
+                Entry::Occupied(e) => e.into_mut(),
+                Entry::Vacant(e) => e.insert((var.zeros_like()?, var.zeros_like()?)),
+            };
+            adamw::update(var, m, v, g, &s)?;
         }
         Ok(())
     }

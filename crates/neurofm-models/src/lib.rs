@@ -12,6 +12,7 @@
 //! candle's fused softmax / layer-norm ops have no backward pass; [`ops`] provides versions
 //! that do, and `tests/gradients.rs` checks every trained module against finite differences.
 
+pub mod adamw;
 pub mod attention;
 pub mod error;
 pub mod fused;

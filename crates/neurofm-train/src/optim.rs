@@ -7,10 +7,12 @@
 //! Weight decay applies to tensors of rank ≥ 2 only (matrices and convolution kernels), not to
 //! biases and normalization gains — the usual parameter grouping of transformer pretraining.
 
+use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use candle_core::{Tensor, Var};
+use neurofm_models::adamw::{self, AdamWStep};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TrainError};
@@ -77,29 +79,24 @@ impl AdamW {
         self.t += 1;
         let c = self.config;
         let t = self.t as i32;
-        let bc1 = 1.0 - c.beta1.powi(t);
-        let bc2 = 1.0 - c.beta2.powi(t);
-        let step_size = lr / bc1;
-        let bc2_sqrt = bc2.sqrt();
+        let step = AdamWStep::new(lr, c.beta1, c.beta2, c.eps, c.weight_decay, t);
         for (name, var) in vars {
             let Some(g) = grads.get(name) else { continue };
-            let p = var.as_tensor();
-            let (m, v) = match self.state.get(name) {
-                Some((m, v)) => (m.clone(), v.clone()),
-                None => (g.zeros_like()?, g.zeros_like()?),
-            };
-            let m = ((m * c.beta1)? + (g * (1.0 - c.beta1))?)?;
-            let v = ((v * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?;
-            let decay = if p.rank() >= 2 { c.weight_decay } else { 0.0 };
-            let p_decayed = if decay != 0.0 {
-                (p * (1.0 - lr * decay))?
+            let s = if var.as_tensor().rank() >= 2 {
+                step
             } else {
-                p.clone()
+                step.without_decay()
             };
-            let denom = (v.sqrt()? / bc2_sqrt)?.affine(1.0, c.eps)?;
-            let new_p = (p_decayed - ((&m / denom)? * step_size)?)?;
-            var.set(&new_p.detach())?;
-            self.state.insert(name.clone(), (m.detach(), v.detach()));
+            let (m, v) = match self.state.entry(name.clone()) {
+                Entry::Occupied(e) => e.into_mut(),
+                // two separate buffers: the update writes into them
+                Entry::Vacant(e) => {
+                    let p = var.as_tensor();
+                    e.insert((p.zeros_like()?, p.zeros_like()?))
+                }
+            };
+            // In place on the CPU (three passes, no allocation), candle's ops elsewhere.
+            adamw::update(var, m, v, g, &s)?;
         }
         Ok(())
     }
