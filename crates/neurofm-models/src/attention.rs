@@ -27,6 +27,7 @@ use gemm::Parallelism;
 use rayon::prelude::*;
 
 use crate::ops::contiguous;
+use crate::vmath;
 
 /// Element types of the op.
 trait Elem: Copy + Send + Sync + Default + PartialOrd + 'static {
@@ -39,10 +40,47 @@ trait Elem: Copy + Send + Sync + Default + PartialOrd + 'static {
     fn sub(self, o: Self) -> Self;
     fn mul(self, o: Self) -> Self;
     fn div(self, o: Self) -> Self;
+
+    /// `v <- scale * v`, returning the maximum.
+    fn scale_max(v: &mut [Self], scale: Self) -> Self {
+        let mut max = Self::NEG_INF;
+        for x in v.iter_mut() {
+            *x = x.mul(scale);
+            if *x > max {
+                max = *x;
+            }
+        }
+        max
+    }
+
+    /// `v <- exp(v - sub)`, returning the sum.
+    fn exp_sub_sum(v: &mut [Self], sub: Self) -> Self {
+        let mut sum = Self::ZERO;
+        for x in v.iter_mut() {
+            *x = x.sub(sub).exp();
+            sum = sum.add(*x);
+        }
+        sum
+    }
+
+    fn dot(a: &[Self], b: &[Self]) -> Self {
+        let mut s = Self::ZERO;
+        for (&x, &y) in a.iter().zip(b) {
+            s = s.add(x.mul(y));
+        }
+        s
+    }
+
+    /// `d <- scale * p * (d - dot)`.
+    fn softmax_grad(p: &[Self], d: &mut [Self], dot: Self, scale: Self) {
+        for (&pv, dv) in p.iter().zip(d.iter_mut()) {
+            *dv = scale.mul(pv.mul(dv.sub(dot)));
+        }
+    }
 }
 
 macro_rules! elem {
-    ($t:ty) => {
+    ($t:ty $(, $extra:item)*) => {
         impl Elem for $t {
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
@@ -65,10 +103,26 @@ macro_rules! elem {
             fn div(self, o: Self) -> Self {
                 self / o
             }
+            $($extra)*
         }
     };
 }
-elem!(f32);
+// f32: the vectorized loops of `vmath` (lane-wise sums, polynomial exp)
+elem!(
+    f32,
+    fn scale_max(v: &mut [f32], scale: f32) -> f32 {
+        vmath::scale_max(v, scale)
+    },
+    fn exp_sub_sum(v: &mut [f32], sub: f32) -> f32 {
+        vmath::exp_sub_sum(v, sub)
+    },
+    fn dot(a: &[f32], b: &[f32]) -> f32 {
+        vmath::dot(a, b)
+    },
+    fn softmax_grad(p: &[f32], d: &mut [f32], dot: f32, scale: f32) {
+        vmath::softmax_grad(p, d, dot, scale)
+    }
+);
 elem!(f64);
 
 /// Shape of one call.
@@ -169,18 +223,8 @@ fn probabilities<T: Elem>(x: &[T], dm: Dims, h: usize, a: &Attn, p: &mut [T]) {
     let scale = T::from_f64(a.scale);
     for (i, row) in p.chunks_exact_mut(l).take(l).enumerate() {
         let keep = if a.causal { i + 1 } else { l };
-        let mut max = T::NEG_INF;
-        for v in row[..keep].iter_mut() {
-            *v = v.mul(scale);
-            if *v > max {
-                max = *v;
-            }
-        }
-        let mut sum = T::ZERO;
-        for v in row[..keep].iter_mut() {
-            *v = v.sub(max).exp();
-            sum = sum.add(*v);
-        }
+        let max = T::scale_max(&mut row[..keep], scale);
+        let sum = T::exp_sub_sum(&mut row[..keep], max);
         for v in row[..keep].iter_mut() {
             *v = v.div(sum);
         }
@@ -236,13 +280,8 @@ fn backward_one<T: Elem>(
         }
         // dS = scale * P * (dP - rowsum(dP * P)), in place in dp
         for (prow, drow) in p.chunks_exact(l).zip(dp.chunks_exact_mut(l)) {
-            let mut dot = T::ZERO;
-            for (&pv, &dv) in prow.iter().zip(drow.iter()) {
-                dot = dot.add(pv.mul(dv));
-            }
-            for (&pv, dv) in prow.iter().zip(drow.iter_mut()) {
-                *dv = scale.mul(pv.mul(dv.sub(dot)));
-            }
+            let dot = T::dot(prow, drow);
+            T::softmax_grad(prow, drow, dot, scale);
         }
         unsafe {
             // dQ = dS K

@@ -22,6 +22,7 @@ pub mod layers;
 pub mod mae;
 pub mod mask;
 pub mod ops;
+pub mod vmath;
 
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
