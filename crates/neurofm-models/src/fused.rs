@@ -5,16 +5,19 @@
 //!   rounded constant; here the backward is one parallel pass with the exact derivative
 //!   `Phi(x) + x phi(x)`. In f32 both passes run the vectorized `erf`/`exp` of
 //!   [`crate::vmath`] (erf's absolute error below 6e-7) instead of libm's scalar functions.
-//! - [`linear`]: `x W^T + b` as one matmul over all rows plus a parallel bias add whose
-//!   backward sums the bias gradient in one pass (candle's `broadcast_add` backward reduces
-//!   through its generic sum).
+//! - [`linear`]: `x W^T + b` as one graph node (a bias-initialized `gemm`), whose backward
+//!   computes `dx`, `dW` and `db` directly: candle's `Linear` is a matmul, a transpose, a
+//!   broadcast add and reshapes, and its backward pass zero-fills and adds a gradient buffer for
+//!   each of them.
 //!
 //! Off the CPU (and under [`crate::ops::with_composed_ops`]) every op falls back to candle's
 //! primitive ops, which have CUDA kernels and autograd. `tests/gradients.rs` checks both paths
 //! against finite differences and against each other.
 
 use candle_core::backend::BackendStorage;
-use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
+use candle_core::{
+    bail, CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor,
+};
 use rayon::prelude::*;
 
 use crate::ops::{contiguous, fused_on};
@@ -144,13 +147,87 @@ pub fn gelu_erf(x: &Tensor) -> Result<Tensor> {
     }
 }
 
-/// `y[r, :] + b` for every row `r` of `y` `[rows, n]`; backward: `dy = g`, `db = sum_r g[r, :]`.
+/// `y = x W^T + b` as one graph node: `x` `[.., k]` (contiguous), `W` `[n, k]`, `b` `[n]` into
+/// `y` `[.., n]`. Forward: the rows of `y` start as copies of `b` and one `gemm` call adds
+/// `x W^T` (parallel over rayon). Backward: `dx = g W`, `dW = g^T x` (both candle matmuls on
+/// detached operands, `dW` contiguous) and `db` = the column sums of `g`.
+///
+/// Against `matmul` + bias add + the reshapes around them, candle's backward pass has one node
+/// to visit instead of five: each node it visits costs a zero-filled gradient buffer and an
+/// add of the node's output size.
 #[derive(Debug, Clone, Copy)]
-struct BiasAdd;
+struct LinearOp;
 
-impl CustomOp2 for BiasAdd {
+impl LinearOp {
+    fn dims(&self, x: &Layout, w: &Layout, b: &Layout) -> Result<(usize, usize, usize)> {
+        let (n, k) = w.shape().dims2()?;
+        let xk = x.shape().dims().last().copied().unwrap_or(0);
+        if xk != k || b.shape().dims() != [n] {
+            bail!(
+                "{}: input {:?}, weight {:?}, bias {:?} do not match",
+                self.name(),
+                x.shape(),
+                w.shape(),
+                b.shape()
+            );
+        }
+        Ok((x.shape().elem_count() / k.max(1), n, k))
+    }
+}
+
+/// `y (rows x n) = b + x (rows x k) W^T`, with `W` `n x k` row-major.
+fn linear_fwd<T: Copy + Default + 'static>(
+    x: &[T],
+    w: &[T],
+    b: &[T],
+    (rows, n, k): (usize, usize, usize),
+    one: T,
+) -> Vec<T> {
+    let mut y = Vec::with_capacity(rows * n);
+    for _ in 0..rows {
+        y.extend_from_slice(b);
+    }
+    if rows == 0 || n == 0 || k == 0 {
+        return y;
+    }
+    let threads = rayon::current_num_threads();
+    let par = if threads > 1 && rows * n * k >= 1 << 15 {
+        gemm::Parallelism::Rayon(threads)
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: y is rows x n (row stride n), x is rows x k (row stride k), and W^T is read as a
+    // k x n matrix with row stride 1 and column stride k inside w (n x k): every addressed
+    // element is in bounds; y is a fresh buffer that overlaps nothing.
+    unsafe {
+        gemm::gemm(
+            rows,
+            n,
+            k,
+            y.as_mut_ptr(),
+            1,
+            n as isize,
+            true,
+            x.as_ptr(),
+            1,
+            k as isize,
+            w.as_ptr(),
+            k as isize,
+            1,
+            one,
+            one,
+            false,
+            false,
+            false,
+            par,
+        )
+    };
+    y
+}
+
+impl CustomOp3 for LinearOp {
     fn name(&self) -> &'static str {
-        "neurofm-bias-add"
+        "neurofm-linear"
     }
 
     fn cpu_fwd(
@@ -159,57 +236,59 @@ impl CustomOp2 for BiasAdd {
         l1: &Layout,
         s2: &CpuStorage,
         l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let n = match l1.shape().dims().last() {
-            Some(&n) if n > 0 && l2.shape().dims() == [n] => n,
-            _ => bail!(
-                "{}: bias {:?} does not match the last dimension of {:?}",
-                self.name(),
-                l2.shape(),
-                l1.shape()
+        let d = self.dims(l1, l2, l3)?;
+        let name = self.name();
+        let out = match (s1, s2, s3) {
+            (CpuStorage::F32(x), CpuStorage::F32(w), CpuStorage::F32(b)) => {
+                CpuStorage::F32(linear_fwd(
+                    contiguous(x, l1, name)?,
+                    contiguous(w, l2, name)?,
+                    contiguous(b, l3, name)?,
+                    d,
+                    1f32,
+                ))
+            }
+            (CpuStorage::F64(x), CpuStorage::F64(w), CpuStorage::F64(b)) => {
+                CpuStorage::F64(linear_fwd(
+                    contiguous(x, l1, name)?,
+                    contiguous(w, l2, name)?,
+                    contiguous(b, l3, name)?,
+                    d,
+                    1f64,
+                ))
+            }
+            (a, b, c) => bail!(
+                "{name}: unsupported dtypes {:?} {:?} {:?}",
+                a.dtype(),
+                b.dtype(),
+                c.dtype()
             ),
         };
-        fn run<T: Copy + Send + Sync + Default + std::ops::Add<Output = T>>(
-            y: &[T],
-            b: &[T],
-            n: usize,
-        ) -> Vec<T> {
-            let mut out = vec![T::default(); y.len()];
-            let rows_per = (CHUNK / n).max(1) * n;
-            out.par_chunks_mut(rows_per)
-                .zip(y.par_chunks(rows_per))
-                .for_each(|(o, y)| {
-                    for (o, y) in o.chunks_mut(n).zip(y.chunks(n)) {
-                        for ((o, &y), &b) in o.iter_mut().zip(y).zip(b) {
-                            *o = y + b;
-                        }
-                    }
-                });
-            out
+        let mut dims = l1.shape().dims().to_vec();
+        if let Some(last) = dims.last_mut() {
+            *last = d.1;
         }
-        let name = self.name();
-        let out = match (s1, s2) {
-            (CpuStorage::F32(y), CpuStorage::F32(b)) => {
-                CpuStorage::F32(run(contiguous(y, l1, name)?, contiguous(b, l2, name)?, n))
-            }
-            (CpuStorage::F64(y), CpuStorage::F64(b)) => {
-                CpuStorage::F64(run(contiguous(y, l1, name)?, contiguous(b, l2, name)?, n))
-            }
-            (a, b) => bail!("{name}: unsupported dtypes {:?} {:?}", a.dtype(), b.dtype()),
-        };
-        Ok((out, l1.shape().clone()))
+        Ok((out, Shape::from(dims)))
     }
 
     fn bwd(
         &self,
-        _y: &Tensor,
+        x: &Tensor,
+        w: &Tensor,
         b: &Tensor,
         _res: &Tensor,
         grad_res: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let g = grad_res.contiguous()?;
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (n, k) = w.dims2()?;
+        let rows = x.elem_count() / k.max(1);
+        let g = grad_res.contiguous()?.reshape((rows, n))?;
+        let dx = g.matmul(&w.detach())?.reshape(x.shape())?;
+        let dw = g.t()?.matmul(&x.detach().reshape((rows, k))?)?;
         let db = g.apply_op1(ColumnSum)?.reshape(b.shape())?;
-        Ok((Some(g), Some(db)))
+        Ok((Some(dx), Some(dw), Some(db)))
     }
 }
 
@@ -272,26 +351,16 @@ impl CustomOp1 for ColumnSum {
     }
 }
 
-/// `x W^T + b` of a `candle_nn::Linear` (weight `[out, in]`): on the CPU one matmul over all
-/// rows, then a fused parallel bias add whose backward sums the bias gradient in one pass;
-/// elsewhere (and without a bias) `Linear::forward`.
+/// `x W^T + b` of a `candle_nn::Linear` (weight `[out, in]`): on the CPU one fused node
+/// (`LinearOp`: bias-initialized `gemm` forward, matmul backward); elsewhere (and without a
+/// bias) `Linear::forward`.
 pub fn linear(lin: &candle_nn::Linear, x: &Tensor) -> Result<Tensor> {
     use candle_core::Module;
     let Some(b) = lin.bias() else {
         return lin.forward(x);
     };
-    if !fused_on(x) {
+    if !fused_on(x) || x.rank() == 0 {
         return lin.forward(x);
     }
-    let dims = x.dims().to_vec();
-    let Some((&k, lead)) = dims.split_last() else {
-        return lin.forward(x);
-    };
-    let rows: usize = lead.iter().product();
-    let w = lin.weight();
-    let y = x.contiguous()?.reshape((rows, k))?.matmul(&w.t()?)?;
-    let y = y.apply_op2(b, BiasAdd)?;
-    let mut out_dims = lead.to_vec();
-    out_dims.push(w.dim(0)?);
-    y.reshape(out_dims)
+    x.contiguous()?.apply_op3(lin.weight(), b, LinearOp)
 }

@@ -23,7 +23,11 @@ pub fn exp_f32(x: f32) -> f32 {
     let xc = x.clamp(LO, HI);
     // round to nearest without a libm call: add and subtract 1.5 * 2^23
     const SHIFTER: f32 = 12_582_912.0;
-    let n = (xc * LOG2E + SHIFTER) - SHIFTER;
+    let shifted = xc * LOG2E + SHIFTER;
+    let n = shifted - SHIFTER;
+    // the integer n is in the low mantissa bits of `shifted` (a float-to-int cast would be
+    // scalar code: Rust's casts saturate)
+    let n_int = shifted.to_bits() as i32 - SHIFTER.to_bits() as i32;
     let r = (xc - n * LN2_HI) - n * LN2_LO;
     // Taylor coefficients 1/k!, k = 2..7 (Horner)
     let p = 1.0 / 5040.0;
@@ -34,7 +38,7 @@ pub fn exp_f32(x: f32) -> f32 {
     let p = p * r + 0.5;
     let p = p * r * r + r + 1.0;
     // 2^n as two factors 2^(n/2) and 2^(n - n/2), each a normal f32 for n in [-150, 128]
-    let n = n as i32;
+    let n = n_int;
     let half = n >> 1;
     let s1 = f32::from_bits(((half + 127) as u32) << 23);
     let s2 = f32::from_bits(((n - half + 127) as u32) << 23);
