@@ -16,8 +16,9 @@
 #[inline(always)]
 pub fn exp_f32(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
-    const LN2_HI: f32 = 0.693_145_751_953_125;
-    const LN2_LO: f32 = 1.428_606_765_330_187e-6;
+    // ln 2 = LN2_HI + LN2_LO, LN2_HI with its low 12 mantissa bits zero (n * LN2_HI is exact)
+    const LN2_HI: f32 = f32::from_bits(0x3f31_7200); // 0.693145751953125
+    const LN2_LO: f32 = f32::from_bits(0x35bf_be8e); // 1.428606765330187e-6
     const HI: f32 = 88.722_83;
     const LO: f32 = -103.972_08;
     let xc = x.clamp(LO, HI);
