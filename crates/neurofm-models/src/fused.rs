@@ -364,3 +364,187 @@ pub fn linear(lin: &candle_nn::Linear, x: &Tensor) -> Result<Tensor> {
     }
     x.contiguous()?.apply_op3(lin.weight(), b, LinearOp)
 }
+
+/// Masked mean squared error of the MAE: `sum(m * (pred - target)^2) / (max(sum(m), 1) * n)` for
+/// `pred`, `target` `[.., n]` and `m` `[.., 1]` (1 = masked patch), the gradient flowing into
+/// `pred` only. On the CPU one node: a parallel pass with f64 sums forward, one pass for
+/// `dpred = 2 g m (pred - target) / (max(sum(m), 1) n)` backward. Elsewhere candle's ops.
+pub fn masked_mse(pred: &Tensor, target: &Tensor, m: &Tensor) -> Result<Tensor> {
+    let n = pred.dims().last().copied().unwrap_or(1);
+    if !fused_on(pred) || target.shape() != pred.shape() || m.elem_count() * n != pred.elem_count()
+    {
+        let n_masked = m.sum_all()?.maximum(1.0)?.detach();
+        let err = (pred - target)?.sqr()?.broadcast_mul(m)?;
+        return err.sum_all()? / &(&n_masked * n as f64)?;
+    }
+    pred.contiguous()?.apply_op3(
+        &target.detach().contiguous()?,
+        &m.detach().contiguous()?,
+        MaskedMse,
+    )
+}
+
+#[derive(Debug, Clone, Copy)]
+struct MaskedMse;
+
+/// `(sum over masked rows of sum (pred - target)^2, number of masked rows)` in f64.
+fn masked_sq_sum<T: Copy + Send + Sync + Into<f64>>(
+    p: &[T],
+    t: &[T],
+    m: &[T],
+    n: usize,
+) -> (f64, f64) {
+    p.par_chunks(n * 64)
+        .zip(t.par_chunks(n * 64).zip(m.par_chunks(64)))
+        .map(|(p, (t, m))| {
+            let mut s = 0f64;
+            let mut k = 0f64;
+            for ((p, t), &m) in p.chunks(n).zip(t.chunks(n)).zip(m) {
+                let m: f64 = m.into();
+                if m != 0.0 {
+                    let mut r = 0f64;
+                    for (&a, &b) in p.iter().zip(t) {
+                        let d = a.into() - b.into();
+                        r += d * d;
+                    }
+                    s += m * r;
+                }
+                k += m;
+            }
+            (s, k)
+        })
+        .reduce(|| (0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1))
+}
+
+impl CustomOp3 for MaskedMse {
+    fn name(&self) -> &'static str {
+        "neurofm-masked-mse"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let n = l1.shape().dims().last().copied().unwrap_or(1).max(1);
+        let name = self.name();
+        let out = match (s1, s2, s3) {
+            (CpuStorage::F32(p), CpuStorage::F32(t), CpuStorage::F32(m)) => {
+                let (s, k) = masked_sq_sum(
+                    contiguous(p, l1, name)?,
+                    contiguous(t, l2, name)?,
+                    contiguous(m, l3, name)?,
+                    n,
+                );
+                CpuStorage::F32(vec![(s / (k.max(1.0) * n as f64)) as f32])
+            }
+            (CpuStorage::F64(p), CpuStorage::F64(t), CpuStorage::F64(m)) => {
+                let (s, k) = masked_sq_sum(
+                    contiguous(p, l1, name)?,
+                    contiguous(t, l2, name)?,
+                    contiguous(m, l3, name)?,
+                    n,
+                );
+                CpuStorage::F64(vec![s / (k.max(1.0) * n as f64)])
+            }
+            (a, b, c) => bail!(
+                "{name}: unsupported dtypes {:?} {:?} {:?}",
+                a.dtype(),
+                b.dtype(),
+                c.dtype()
+            ),
+        };
+        Ok((out, Shape::from(())))
+    }
+
+    fn bwd(
+        &self,
+        pred: &Tensor,
+        target: &Tensor,
+        m: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let g = grad_res
+            .to_dtype(candle_core::DType::F64)?
+            .to_scalar::<f64>()?;
+        let dpred = pred.apply_op3(target, m, MaskedMseBwd { g })?;
+        Ok((Some(dpred), None, None))
+    }
+}
+
+/// `dpred = 2 g m (pred - target) / (max(sum(m), 1) n)`.
+#[derive(Debug, Clone, Copy)]
+struct MaskedMseBwd {
+    g: f64,
+}
+
+impl CustomOp3 for MaskedMseBwd {
+    fn name(&self) -> &'static str {
+        "neurofm-masked-mse-bwd"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let n = l1.shape().dims().last().copied().unwrap_or(1).max(1);
+        let name = self.name();
+        macro_rules! run {
+            ($t:ty, $p:expr, $tg:expr, $m:expr) => {{
+                let (p, t, m): (&[$t], &[$t], &[$t]) = ($p, $tg, $m);
+                let k: f64 = m.iter().map(|&v| v as f64).sum();
+                let c = (2.0 * self.g / (k.max(1.0) * n as f64)) as $t;
+                let mut out = vec![0 as $t; p.len()];
+                out.par_chunks_mut(n * 64)
+                    .zip(
+                        p.par_chunks(n * 64)
+                            .zip(t.par_chunks(n * 64).zip(m.par_chunks(64))),
+                    )
+                    .for_each(|(o, (p, (t, m)))| {
+                        for (((o, p), t), &m) in
+                            o.chunks_mut(n).zip(p.chunks(n)).zip(t.chunks(n)).zip(m)
+                        {
+                            if m != 0.0 {
+                                let cm = c * m;
+                                for ((o, &a), &b) in o.iter_mut().zip(p).zip(t) {
+                                    *o = cm * (a - b);
+                                }
+                            }
+                        }
+                    });
+                out
+            }};
+        }
+        let out = match (s1, s2, s3) {
+            (CpuStorage::F32(p), CpuStorage::F32(t), CpuStorage::F32(m)) => CpuStorage::F32(run!(
+                f32,
+                contiguous(p, l1, name)?,
+                contiguous(t, l2, name)?,
+                contiguous(m, l3, name)?
+            )),
+            (CpuStorage::F64(p), CpuStorage::F64(t), CpuStorage::F64(m)) => CpuStorage::F64(run!(
+                f64,
+                contiguous(p, l1, name)?,
+                contiguous(t, l2, name)?,
+                contiguous(m, l3, name)?
+            )),
+            (a, b, c) => bail!(
+                "{name}: unsupported dtypes {:?} {:?} {:?}",
+                a.dtype(),
+                b.dtype(),
+                c.dtype()
+            ),
+        };
+        Ok((out, l1.shape().clone()))
+    }
+}

@@ -24,6 +24,7 @@ use candle_nn::{Embedding, Init, Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{check, ModelError};
+use crate::fused;
 use crate::layers::{linear, Block, BlockSpec, LayerNorm};
 use crate::mask::random_patch_mask_on;
 use crate::{Batch, Pretrainable};
@@ -333,7 +334,7 @@ impl Mae {
         self.check_channels(channel_ids, c)?;
         let d = self.cfg.d_model;
         let patches = x.reshape((b, c, p, self.cfg.patch_len))?;
-        let mut tok = self.patch_embed.forward(&patches)?; // [B, C, P, d]
+        let mut tok = fused::linear(&self.patch_embed, &patches)?; // [B, C, P, d]
         if let Some(m) = mask {
             let m = m.to_dtype(tok.dtype())?.reshape((b, c, p, 1))?;
             let keep = m.affine(-1.0, 1.0)?;
@@ -378,7 +379,7 @@ impl Mae {
         let (tok, patches) = self.embed(x, channel_ids, Some(mask))?;
         let mut h = self.encoder(tok)?;
         if let Some(e) = &self.decoder_embed {
-            h = e.forward(&h)?;
+            h = fused::linear(e, &h)?;
             for blk in &self.decoder_blocks {
                 h = blk.forward(&h)?;
             }
@@ -386,12 +387,11 @@ impl Mae {
                 h = nrm.forward(&h)?;
             }
         }
-        let pred = self.head.forward(&h)?.reshape((b, c, p, n))?;
+        let pred = fused::linear(&self.head, &h)?.reshape((b, c, p, n))?;
         let m = mask.to_dtype(pred.dtype())?.reshape((b, c, p, 1))?;
         // Average over masked patches; a mask with no masked patch gives loss 0.
         let n_masked = m.sum_all()?.maximum(1.0)?.detach();
-        let err = (&pred - &patches)?.sqr()?.broadcast_mul(&m)?;
-        let recon_loss = (err.sum_all()? / &(&n_masked * n as f64)?)?;
+        let recon_loss = fused::masked_mse(&pred, &patches, &m)?;
         let (loss, fft_loss) = if self.cfg.fft_loss_weight > 0.0 {
             let (cos, sin) = dft_matrices(n, pred.dtype(), pred.device())?;
             let k = cos.dim(1)?;
