@@ -548,3 +548,165 @@ impl CustomOp3 for MaskedMseBwd {
         Ok((out, l1.shape().clone()))
     }
 }
+
+/// `x * (1 - m) + m * token + pos` for tokens `x` `[B, C, P, d]`, a patch mask `m`
+/// `[B, C, P, 1]` (1 = masked; `None`: no masking), a mask token `[1, 1, 1, d]` and position
+/// embeddings `pos` `[1, C, P, d]`, returned as `[B, C * P, d]`. On the CPU one node (one pass forward; backward
+/// `dx = g (1 - m)`, `dtoken = sum m g`, `dpos = sum_b g`) instead of five broadcast ops on
+/// full-size tensors; elsewhere candle's ops.
+pub fn mask_and_add(
+    x: &Tensor,
+    m: Option<&Tensor>,
+    token: &Tensor,
+    pos: &Tensor,
+) -> Result<Tensor> {
+    let dims = x.dims().to_vec();
+    let ok = dims.len() == 4
+        && pos.dims() == [1, dims[1], dims[2], dims[3]]
+        && token.elem_count() == dims[3]
+        && m.is_none_or(|m| m.dims() == [dims[0], dims[1], dims[2], 1]);
+    if !fused_on(x) || !ok {
+        let x = match m {
+            Some(m) => {
+                let keep = m.affine(-1.0, 1.0)?;
+                (x.broadcast_mul(&keep)? + m.broadcast_mul(token)?)?
+            }
+            None => x.clone(),
+        };
+        let (b, c, p, d) = x.dims4()?;
+        return x.broadcast_add(pos)?.reshape((b, c * p, d));
+    }
+    let mask = match m {
+        Some(m) => Some(
+            m.to_dtype(candle_core::DType::F64)?
+                .flatten_all()?
+                .to_vec1::<f64>()?,
+        ),
+        None => None,
+    };
+    x.contiguous()?.apply_op3(
+        &token.contiguous()?,
+        &pos.contiguous()?,
+        MaskAndAdd { mask },
+    )
+}
+
+/// See [`mask_and_add`]; `mask` holds one value per `[B, C, P]` row.
+struct MaskAndAdd {
+    mask: Option<Vec<f64>>,
+}
+
+impl MaskAndAdd {
+    fn mask_at(&self, row: usize) -> f64 {
+        self.mask.as_ref().map_or(0.0, |m| m[row])
+    }
+}
+
+impl CustomOp3 for MaskAndAdd {
+    fn name(&self) -> &'static str {
+        "neurofm-mask-and-add"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let d = l1.shape().dims().last().copied().unwrap_or(0);
+        let rows = l1.shape().elem_count() / d.max(1);
+        let n_pos = l3.shape().elem_count();
+        if d == 0 || n_pos == 0 || n_pos % d != 0 || (rows * d) % n_pos != 0 {
+            bail!(
+                "{}: shapes {:?} {:?} do not match",
+                self.name(),
+                l1.shape(),
+                l3.shape()
+            );
+        }
+        if self.mask.as_ref().is_some_and(|m| m.len() != rows) {
+            bail!("{}: mask of the wrong length", self.name());
+        }
+        let name = self.name();
+        macro_rules! run {
+            ($t:ty, $x:expr, $tok:expr, $pos:expr) => {{
+                let (x, tok, pos): (&[$t], &[$t], &[$t]) = ($x, $tok, $pos);
+                let mut out = vec![0 as $t; x.len()];
+                out.par_chunks_mut(d)
+                    .zip(x.par_chunks(d))
+                    .enumerate()
+                    .for_each(|(r, (o, x))| {
+                        let m = self.mask_at(r) as $t;
+                        let p = &pos[(r * d) % n_pos..][..d];
+                        for (((o, &x), &t), &p) in o.iter_mut().zip(x).zip(tok).zip(p) {
+                            *o = (x * (1.0 - m) + m * t) + p;
+                        }
+                    });
+                out
+            }};
+        }
+        let out = match (s1, s2, s3) {
+            (CpuStorage::F32(x), CpuStorage::F32(t), CpuStorage::F32(p)) => CpuStorage::F32(run!(
+                f32,
+                contiguous(x, l1, name)?,
+                contiguous(t, l2, name)?,
+                contiguous(p, l3, name)?
+            )),
+            (CpuStorage::F64(x), CpuStorage::F64(t), CpuStorage::F64(p)) => CpuStorage::F64(run!(
+                f64,
+                contiguous(x, l1, name)?,
+                contiguous(t, l2, name)?,
+                contiguous(p, l3, name)?
+            )),
+            (a, b, c) => bail!(
+                "{name}: unsupported dtypes {:?} {:?} {:?}",
+                a.dtype(),
+                b.dtype(),
+                c.dtype()
+            ),
+        };
+        // [B, C, P, d] -> [B, C * P, d], the transformer's token layout
+        let dims = l1.shape().dims();
+        let shape = if dims.len() == 4 {
+            Shape::from((dims[0], dims[1] * dims[2], dims[3]))
+        } else {
+            l1.shape().clone()
+        };
+        Ok((out, shape))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        token: &Tensor,
+        pos: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let d = token.elem_count();
+        let g = grad_res.contiguous()?;
+        let rows = g.elem_count() / d.max(1);
+        let g2 = g.reshape((rows, d))?;
+        // dpos: sum over the batch of [B, C*P*d] rows of g
+        let n_pos = pos.elem_count();
+        let dpos = g
+            .reshape((g.elem_count() / n_pos, n_pos))?
+            .apply_op1(ColumnSum)?
+            .reshape(pos.shape())?;
+        let Some(mask) = &self.mask else {
+            return Ok((Some(g.reshape(x.shape())?), None, Some(dpos)));
+        };
+        let m = Tensor::from_slice(mask, (rows, 1), g.device())?.to_dtype(g.dtype())?;
+        let dx = g2
+            .broadcast_mul(&m.affine(-1.0, 1.0)?)?
+            .reshape(x.shape())?;
+        let dtoken = g2
+            .broadcast_mul(&m)?
+            .apply_op1(ColumnSum)?
+            .reshape(token.shape())?;
+        Ok((Some(dx), Some(dtoken), Some(dpos)))
+    }
+}

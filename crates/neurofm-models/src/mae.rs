@@ -334,21 +334,19 @@ impl Mae {
         self.check_channels(channel_ids, c)?;
         let d = self.cfg.d_model;
         let patches = x.reshape((b, c, p, self.cfg.patch_len))?;
-        let mut tok = fused::linear(&self.patch_embed, &patches)?; // [B, C, P, d]
-        if let Some(m) = mask {
-            let m = m.to_dtype(tok.dtype())?.reshape((b, c, p, 1))?;
-            let keep = m.affine(-1.0, 1.0)?;
-            tok = (tok.broadcast_mul(&keep)? + m.broadcast_mul(&self.mask_token)?)?;
-        }
+        let tok = fused::linear(&self.patch_embed, &patches)?; // [B, C, P, d]
         let ch = self
             .channel_embed
             .forward(&channel_ids.to_dtype(DType::U32)?)?
             .reshape((1, c, 1, d))?;
         let tm = self.time_embed.narrow(0, 0, p)?.reshape((1, 1, p, d))?;
-        let tok = tok
-            .broadcast_add(&ch)?
-            .broadcast_add(&tm)?
-            .reshape((b, c * p, d))?;
+        // masked tokens -> mask_token, then + channel and time embeddings
+        let pos = ch.broadcast_add(&tm)?; // [1, C, P, d], small
+        let mask = match mask {
+            Some(m) => Some(m.to_dtype(tok.dtype())?.reshape((b, c, p, 1))?),
+            None => None,
+        };
+        let tok = fused::mask_and_add(&tok, mask.as_ref(), &self.mask_token, &pos)?; // [B, C*P, d]
         Ok((tok, patches))
     }
 
