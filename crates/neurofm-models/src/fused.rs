@@ -619,7 +619,7 @@ impl CustomOp3 for MaskAndAdd {
         let d = l1.shape().dims().last().copied().unwrap_or(0);
         let rows = l1.shape().elem_count() / d.max(1);
         let n_pos = l3.shape().elem_count();
-        if d == 0 || n_pos == 0 || n_pos % d != 0 || (rows * d) % n_pos != 0 {
+        if d == 0 || n_pos == 0 || !n_pos.is_multiple_of(d) || !(rows * d).is_multiple_of(n_pos) {
             bail!(
                 "{}: shapes {:?} {:?} do not match",
                 self.name(),
