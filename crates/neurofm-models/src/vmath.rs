@@ -11,7 +11,7 @@
 //! Accuracy (checked in the tests below against f64): `exp` within 2 ulp where the result is a
 //! normal f32 (subnormal results down to -104, 0 below); `erf` within 6e-7 absolute.
 
-/// `exp(x)` for f32: range reduction by `ln 2` (Cody–Waite, two constants), a degree-6
+/// `exp(x)` for f32: range reduction by `ln 2` (Cody–Waite, two constants), a degree-5 minimax
 /// polynomial on `[-ln2/2, ln2/2]`, and the power of two put into the exponent bits.
 #[inline(always)]
 pub fn exp_f32(x: f32) -> f32 {
@@ -30,12 +30,12 @@ pub fn exp_f32(x: f32) -> f32 {
     // scalar code: Rust's casts saturate)
     let n_int = shifted.to_bits() as i32 - SHIFTER.to_bits() as i32;
     let r = (xc - n * LN2_HI) - n * LN2_LO;
-    // Taylor coefficients 1/k!, k = 2..7 (Horner)
-    let p = 1.0 / 5040.0;
-    let p = p * r + 1.0 / 720.0;
-    let p = p * r + 1.0 / 120.0;
-    let p = p * r + 1.0 / 24.0;
-    let p = p * r + 1.0 / 6.0;
+    // minimax polynomial for (exp(r) - 1 - r) / r^2 on [-ln2/2, ln2/2] (Cephes' expf)
+    let p = 1.987_569_1e-4;
+    let p = p * r + 1.398_199_9e-3;
+    let p = p * r + 8.333_452e-3;
+    let p = p * r + 4.166_579_6e-2;
+    let p = p * r + 0.166_666_65;
     let p = p * r + 0.5;
     let p = p * r * r + r + 1.0;
     // 2^n as two factors 2^(n/2) and 2^(n - n/2), each a normal f32 for n in [-150, 128]
