@@ -477,6 +477,18 @@ fn fused_linear_gradients() -> Result<()> {
         d < 1e-12,
         "linear: fused vs composed gradients differ by {d:e}"
     );
+    // large enough for the products to be split into row blocks across threads
+    let x = var(&[3, 100, 70], 15, DType::F64)?;
+    let w = var(&[90, 70], 16, DType::F64)?;
+    let b = var(&[90], 17, DType::F64)?;
+    let lin = candle_nn::Linear::new(w.as_tensor().clone(), Some(b.as_tensor().clone()));
+    let vars = vec![("x".into(), x.clone()), ("w".into(), w), ("b".into(), b)];
+    let f = || probe_loss(&fused::linear(&lin, x.as_tensor())?, 18);
+    let d = fused_vs_composed(&f, &vars)?;
+    assert!(
+        d < 1e-12,
+        "large linear: fused vs composed gradients differ by {d:e}"
+    );
     Ok(())
 }
 
