@@ -9,22 +9,27 @@
 //! matmul; softmax; matmul; `transpose` + copy of the output): the three permuted copies of q, k,
 //! v, the output transpose copy, and the `[B, H, L, L]` score and probability tensors kept for
 //! the backward pass. The matrix products read q, k, v in place through strides (the `gemm`
-//! crate candle itself uses), one batch element per rayon task. The backward pass recomputes the
-//! probabilities of one head at a time (one `L x L` buffer per task) instead of storing them:
+//! crate candle itself uses), one batch element per rayon task; the `1/sqrt(Dh)` scale is
+//! applied by the `Q K^T` product itself. The forward pass keeps only the log-sum-exp of every
+//! probability row (`B x H x L` numbers); the backward pass recomputes the probabilities of one
+//! head at a time (one `L x L` buffer per task) as `exp(scale Q K^T - logsumexp)`, as flash
+//! attention does, instead of storing them:
 //!
 //! ```text
 //! dV = P^T dO      dP = dO V^T      dS = scale * P * (dP - rowsum(dP * P))
 //! dQ = dS K        dK = dS^T Q
 //! ```
 //!
-//! The softmax is computed as [`crate::ops::scaled_softmax`] computes it (max-subtracted, sum in
-//! the element type). `tests/gradients.rs` checks the op against finite differences and against
+//! The forward softmax is computed as [`crate::ops::scaled_softmax`] computes it (max-subtracted,
+//! sum in the element type), then multiplied by the reciprocal of the sum. `tests/gradients.rs` checks the op against finite differences and against
 //! the composed path (the one CUDA runs) in f64 and f32.
 
 use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use gemm::Parallelism;
 use rayon::prelude::*;
+
+use std::sync::{Arc, Mutex};
 
 use crate::ops::contiguous;
 use crate::vmath;
@@ -40,6 +45,14 @@ trait Elem: Copy + Send + Sync + Default + PartialOrd + 'static {
     fn sub(self, o: Self) -> Self;
     fn mul(self, o: Self) -> Self;
     fn div(self, o: Self) -> Self;
+    fn to_f64(self) -> f64;
+
+    /// `v <- exp(v - sub)`.
+    fn exp_sub(v: &mut [Self], sub: Self) {
+        for x in v.iter_mut() {
+            *x = x.sub(sub).exp();
+        }
+    }
 
     /// `v <- scale * v`, returning the maximum.
     fn scale_max(v: &mut [Self], scale: Self) -> Self {
@@ -103,6 +116,9 @@ macro_rules! elem {
             fn div(self, o: Self) -> Self {
                 self / o
             }
+            fn to_f64(self) -> f64 {
+                self as f64
+            }
             $($extra)*
         }
     };
@@ -115,6 +131,9 @@ elem!(
     },
     fn exp_sub_sum(v: &mut [f32], sub: f32) -> f32 {
         vmath::exp_sub_sum(v, sub)
+    },
+    fn exp_sub(v: &mut [f32], sub: f32) {
+        vmath::exp_sub(v, sub)
     },
     fn dot(a: &[f32], b: &[f32]) -> f32 {
         vmath::dot(a, b)
@@ -166,7 +185,7 @@ impl Attn {
     }
 }
 
-/// `dst (m x n) = lhs (m x k) * rhs (k x n)`, every operand given by its pointer and its row
+/// `dst (m x n) = beta * lhs (m x k) * rhs (k x n)`, every operand given by its pointer and its row
 /// and column strides (in elements).
 ///
 /// # Safety
@@ -182,6 +201,7 @@ unsafe fn matmul<T: Elem>(
     (lhs_rs, lhs_cs): (usize, usize),
     rhs: *const T,
     (rhs_rs, rhs_cs): (usize, usize),
+    beta: T,
 ) {
     // SAFETY: the caller's contract above is what `gemm::gemm` needs: in-bounds operands
     // through the given strides, a destination that nothing else accesses; `T` is f32 or f64.
@@ -201,7 +221,7 @@ unsafe fn matmul<T: Elem>(
             rhs_cs as isize,
             rhs_rs as isize,
             T::ZERO,
-            T::ONE,
+            beta,
             false,
             false,
             false,
@@ -211,38 +231,85 @@ unsafe fn matmul<T: Elem>(
 }
 
 /// `p = softmax(scale * (Q K^T) [+ mask])` for head `h` of one batch element `x` (`[L, 3D]`).
-fn probabilities<T: Elem>(x: &[T], dm: Dims, h: usize, a: &Attn, p: &mut [T]) {
+/// The forward pass (`lse` = `Store`) normalizes each row by its sum and keeps
+/// `logsumexp = max + ln(sum)` of the row; the backward pass (`Use`) gets the probabilities back
+/// in one pass as `exp(s - logsumexp)`.
+fn probabilities<T: Elem>(x: &[T], dm: Dims, h: usize, a: &Attn, p: &mut [T], lse: Lse<'_>) {
     let (l, d, dh) = (dm.len, dm.d(), dm.head_dim);
     let rs = 3 * d;
     debug_assert!(x.len() >= l * rs && p.len() >= l * l);
     let q = x[h * dh..].as_ptr();
     let k = x[d + h * dh..].as_ptr();
+    let scale = T::from_f64(a.scale);
     // SAFETY: q and k rows i < l, columns < dh lie at offsets < (l - 1) * 3d + 2d + d <= x.len();
     // p is l x l, its own buffer.
-    unsafe { matmul((l, l, dh), p.as_mut_ptr(), (l, 1), q, (rs, 1), k, (1, rs)) };
-    let scale = T::from_f64(a.scale);
+    unsafe {
+        matmul(
+            (l, l, dh),
+            p.as_mut_ptr(),
+            (l, 1),
+            q,
+            (rs, 1),
+            k,
+            (1, rs),
+            scale,
+        )
+    };
+    let mut lse = lse;
     for (i, row) in p.chunks_exact_mut(l).take(l).enumerate() {
         let keep = if a.causal { i + 1 } else { l };
-        let max = T::scale_max(&mut row[..keep], scale);
-        let sum = T::exp_sub_sum(&mut row[..keep], max);
-        for v in row[..keep].iter_mut() {
-            *v = v.div(sum);
+        match &mut lse {
+            Lse::Use(v) => T::exp_sub(&mut row[..keep], T::from_f64(v[i])),
+            Lse::Store(v) => {
+                let max = T::scale_max(&mut row[..keep], T::ONE);
+                let sum = T::exp_sub_sum(&mut row[..keep], max);
+                let inv = T::ONE.div(sum);
+                for v in row[..keep].iter_mut() {
+                    *v = v.mul(inv);
+                }
+                v[i] = max.to_f64() + sum.to_f64().ln();
+            }
         }
         row[keep..].fill(T::ZERO);
     }
 }
 
+/// The per-row log-sum-exp of the attention probabilities: written by the forward pass, read
+/// by the backward pass.
+enum Lse<'a> {
+    Store(&'a mut [f64]),
+    Use(&'a [f64]),
+}
+
 /// Forward pass of one batch element: `x` `[L, 3D]` into `out` `[L, D]`.
-fn forward_one<T: Elem>(x: &[T], out: &mut [T], dm: Dims, a: &Attn, p: &mut Vec<T>) {
+fn forward_one<T: Elem>(
+    x: &[T],
+    out: &mut [T],
+    lse: &mut [f64],
+    dm: Dims,
+    a: &Attn,
+    p: &mut Vec<T>,
+) {
     let (l, d, dh) = (dm.len, dm.d(), dm.head_dim);
     p.resize(l * l, T::ZERO);
-    for h in 0..dm.heads {
-        probabilities(x, dm, h, a, p);
+    for (h, lse) in lse.chunks_exact_mut(l).enumerate().take(dm.heads) {
+        probabilities(x, dm, h, a, p, Lse::Store(lse));
         let v = x[2 * d + h * dh..].as_ptr();
         let o = out[h * dh..].as_mut_ptr();
         // SAFETY: rows < l, columns < dh of v (row stride 3d) and of o (row stride d) lie inside
         // x and out; p is l x l; out does not overlap x or p.
-        unsafe { matmul((l, dh, l), o, (d, 1), p.as_ptr(), (l, 1), v, (3 * d, 1)) };
+        unsafe {
+            matmul(
+                (l, dh, l),
+                o,
+                (d, 1),
+                p.as_ptr(),
+                (l, 1),
+                v,
+                (3 * d, 1),
+                T::ONE,
+            )
+        };
     }
 }
 
@@ -252,6 +319,7 @@ fn backward_one<T: Elem>(
     x: &[T],
     g: &[T],
     dx: &mut [T],
+    lse: &[f64],
     dm: Dims,
     a: &Attn,
     bufs: &mut (Vec<T>, Vec<T>),
@@ -262,8 +330,8 @@ fn backward_one<T: Elem>(
     p.resize(l * l, T::ZERO);
     dp.resize(l * l, T::ZERO);
     let scale = T::from_f64(a.scale);
-    for h in 0..dm.heads {
-        probabilities(x, dm, h, a, p);
+    for (h, lse) in lse.chunks_exact(l).enumerate().take(dm.heads) {
+        probabilities(x, dm, h, a, p, Lse::Use(lse));
         let q = x[h * dh..].as_ptr();
         let k = x[d + h * dh..].as_ptr();
         let v = x[2 * d + h * dh..].as_ptr();
@@ -274,9 +342,27 @@ fn backward_one<T: Elem>(
         unsafe {
             // dV = P^T dO
             let dv = dx[2 * d + h * dh..].as_mut_ptr();
-            matmul((l, dh, l), dv, (rs, 1), p.as_ptr(), (1, l), go, (d, 1));
+            matmul(
+                (l, dh, l),
+                dv,
+                (rs, 1),
+                p.as_ptr(),
+                (1, l),
+                go,
+                (d, 1),
+                T::ONE,
+            );
             // dP = dO V^T
-            matmul((l, l, dh), dp.as_mut_ptr(), (l, 1), go, (d, 1), v, (1, rs));
+            matmul(
+                (l, l, dh),
+                dp.as_mut_ptr(),
+                (l, 1),
+                go,
+                (d, 1),
+                v,
+                (1, rs),
+                T::ONE,
+            );
         }
         // dS = scale * P * (dP - rowsum(dP * P)), in place in dp
         for (prow, drow) in p.chunks_exact(l).zip(dp.chunks_exact_mut(l)) {
@@ -286,27 +372,50 @@ fn backward_one<T: Elem>(
         unsafe {
             // dQ = dS K
             let dq = dx[h * dh..].as_mut_ptr();
-            matmul((l, dh, l), dq, (rs, 1), dp.as_ptr(), (l, 1), k, (rs, 1));
+            matmul(
+                (l, dh, l),
+                dq,
+                (rs, 1),
+                dp.as_ptr(),
+                (l, 1),
+                k,
+                (rs, 1),
+                T::ONE,
+            );
             // dK = dS^T Q
             let dk = dx[d + h * dh..].as_mut_ptr();
-            matmul((l, dh, l), dk, (rs, 1), dp.as_ptr(), (1, l), q, (rs, 1));
+            matmul(
+                (l, dh, l),
+                dk,
+                (rs, 1),
+                dp.as_ptr(),
+                (1, l),
+                q,
+                (rs, 1),
+                T::ONE,
+            );
         }
     }
 }
 
-fn forward<T: Elem>(x: &[T], dm: Dims, a: &Attn) -> Vec<T> {
+/// The output `[B, L, D]` and the log-sum-exp of every probability row `[B, H, L]`.
+fn forward<T: Elem>(x: &[T], dm: Dims, a: &Attn) -> (Vec<T>, Vec<f64>) {
     let (l, d) = (dm.len, dm.d());
     let mut out = vec![T::ZERO; dm.batch * l * d];
+    let mut lse = vec![0f64; dm.batch * dm.heads * l];
     if l == 0 || d == 0 {
-        return out;
+        return (out, lse);
     }
     out.par_chunks_mut(l * d)
+        .zip(lse.par_chunks_mut(dm.heads * l))
         .zip(x.par_chunks(l * 3 * d))
-        .for_each_init(Vec::new, |p, (o, x)| forward_one(x, o, dm, a, p));
-    out
+        .for_each_init(Vec::new, |p, ((o, lse), x)| {
+            forward_one(x, o, lse, dm, a, p)
+        });
+    (out, lse)
 }
 
-fn backward<T: Elem>(x: &[T], g: &[T], dm: Dims, a: &Attn) -> Vec<T> {
+fn backward<T: Elem>(x: &[T], g: &[T], lse: &[f64], dm: Dims, a: &Attn) -> Vec<T> {
     let (l, d) = (dm.len, dm.d());
     let mut dx = vec![T::ZERO; dm.batch * l * 3 * d];
     if l == 0 || d == 0 {
@@ -314,41 +423,68 @@ fn backward<T: Elem>(x: &[T], g: &[T], dm: Dims, a: &Attn) -> Vec<T> {
     }
     dx.par_chunks_mut(l * 3 * d)
         .zip(x.par_chunks(l * 3 * d).zip(g.par_chunks(l * d)))
+        .zip(lse.par_chunks(dm.heads * l))
         .for_each_init(
             || (Vec::new(), Vec::new()),
-            |bufs, (dx, (x, g))| backward_one(x, g, dx, dm, a, bufs),
+            |bufs, ((dx, (x, g)), lse)| backward_one(x, g, dx, lse, dm, a, bufs),
         );
     dx
 }
 
-impl CustomOp1 for Attn {
+/// The graph node: [`Attn`] plus the log-sum-exp rows its forward pass computed, which its
+/// backward pass reads instead of recomputing the row maxima and sums.
+struct AttnOp {
+    a: Attn,
+    lse: Mutex<Option<Arc<Vec<f64>>>>,
+}
+
+impl CustomOp1 for AttnOp {
     fn name(&self) -> &'static str {
         "neurofm-attention"
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let dm = self.dims(l)?;
-        let out = match s {
+        let dm = self.a.dims(l)?;
+        let name = self.name();
+        let (out, lse) = match s {
             CpuStorage::F32(v) => {
-                CpuStorage::F32(forward(contiguous(v, l, self.name())?, dm, self))
+                let (o, lse) = forward(contiguous(v, l, name)?, dm, &self.a);
+                (CpuStorage::F32(o), lse)
             }
             CpuStorage::F64(v) => {
-                CpuStorage::F64(forward(contiguous(v, l, self.name())?, dm, self))
+                let (o, lse) = forward(contiguous(v, l, name)?, dm, &self.a);
+                (CpuStorage::F64(o), lse)
             }
-            other => bail!("{}: unsupported dtype {:?}", self.name(), other.dtype()),
+            other => bail!("{name}: unsupported dtype {:?}", other.dtype()),
         };
+        match self.lse.lock() {
+            Ok(mut slot) => *slot = Some(Arc::new(lse)),
+            Err(_) => bail!("{name}: poisoned lock"),
+        }
         Ok((out, Shape::from((dm.batch, dm.len, dm.d()))))
     }
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+        let lse = match self.lse.lock() {
+            Ok(slot) => slot.clone(),
+            Err(_) => bail!("{}: poisoned lock", self.name()),
+        };
+        let Some(lse) = lse else {
+            bail!("{}: backward pass before the forward pass", self.name());
+        };
         let g = grad_res.contiguous()?;
-        Ok(Some(arg.contiguous()?.apply_op2(&g, AttnBwd(*self))?))
+        Ok(Some(
+            arg.contiguous()?
+                .apply_op2(&g, AttnBwd { a: self.a, lse })?,
+        ))
     }
 }
 
-/// `(x, dL/d(out)) -> dL/dx` of [`Attn`].
-#[derive(Debug, Clone, Copy)]
-struct AttnBwd(Attn);
+/// `(x, dL/d(out)) -> dL/dx` of [`AttnOp`].
+struct AttnBwd {
+    a: Attn,
+    lse: Arc<Vec<f64>>,
+}
 
 impl CustomOp2 for AttnBwd {
     fn name(&self) -> &'static str {
@@ -362,7 +498,7 @@ impl CustomOp2 for AttnBwd {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let dm = self.0.dims(l1)?;
+        let dm = self.a.dims(l1)?;
         if l2.shape().dims() != [dm.batch, dm.len, dm.d()] {
             bail!(
                 "{}: gradient {:?} does not match the output of {:?}",
@@ -371,19 +507,24 @@ impl CustomOp2 for AttnBwd {
                 l1.shape()
             );
         }
+        if self.lse.len() != dm.batch * dm.heads * dm.len {
+            bail!("{}: saved rows do not match {:?}", self.name(), l1.shape());
+        }
         let name = self.name();
         let out = match (s1, s2) {
             (CpuStorage::F32(x), CpuStorage::F32(g)) => CpuStorage::F32(backward(
                 contiguous(x, l1, name)?,
                 contiguous(g, l2, name)?,
+                &self.lse,
                 dm,
-                &self.0,
+                &self.a,
             )),
             (CpuStorage::F64(x), CpuStorage::F64(g)) => CpuStorage::F64(backward(
                 contiguous(x, l1, name)?,
                 contiguous(g, l2, name)?,
+                &self.lse,
                 dm,
-                &self.0,
+                &self.a,
             )),
             (a, b) => bail!("{name}: unsupported dtypes {:?} {:?}", a.dtype(), b.dtype()),
         };
@@ -396,9 +537,12 @@ impl CustomOp2 for AttnBwd {
 /// the module docs). Callers use it where [`crate::ops`] takes its fused kernels, and the
 /// composition of candle ops elsewhere.
 pub fn fused_attention(qkv: &Tensor, heads: usize, scale: f64, causal: bool) -> Result<Tensor> {
-    qkv.contiguous()?.apply_op1(Attn {
-        heads,
-        scale,
-        causal,
+    qkv.contiguous()?.apply_op1(AttnOp {
+        a: Attn {
+            heads,
+            scale,
+            causal,
+        },
+        lse: Mutex::new(None),
     })
 }

@@ -145,6 +145,12 @@ dispatch!(exp_sub_sum(v: &mut [f32], sub: f32) -> f32 {
     sum_lanes(v)
 });
 
+dispatch!(exp_sub(v: &mut [f32], sub: f32) {
+    for x in v.iter_mut() {
+        *x = exp_f32(*x - sub);
+    }
+});
+
 dispatch!(dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
