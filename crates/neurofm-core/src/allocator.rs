@@ -4,11 +4,13 @@
 //!
 //! With glibc's defaults, blocks of this size are `mmap`ed and given back to the kernel on
 //! `free`, so each file or step pays for fresh pages again: a page fault and a kernel zeroing
-//! per 4 KiB (30% of a tiny-preset training step's CPU time in `perf`). [`keep_freed_memory`]
-//! tells glibc to serve blocks below 256 MiB from the heap and to keep up to 512 MiB of freed
-//! heap, so the next file or step reuses the memory of the last one. Measured (BENCHMARKS.md): on the 28 EEGMAT files
-//! (`read_all --jobs 2`) page faults fall from ~13 000 to ~5 900 and the CPU time by ~15%; for
-//! training steps of the MAE the gain is within the machine's noise (0–20% across runs).
+//! per 4 KiB. [`keep_freed_memory`] tells glibc to serve blocks below 256 MiB from the heap and
+//! to keep up to 512 MiB of freed heap, so the next file or step reuses the memory of the last
+//! one. Measured (BENCHMARKS.md): on the 28 EEGMAT files (`read_all --jobs 2`) page faults fall
+//! from ~13 000 to ~5 900 and the CPU time by ~15%. For training steps of the MAE the gain was
+//! within the machine's noise (0–20% across runs); the page faults once blamed on the allocator
+//! there (30% of a tiny step's CPU time) came from a leak in the benchmark, since fixed (about
+//! 56 faults per step remain).
 //!
 //! The cost: memory freed below that size is kept by the process (its peak RSS is unchanged,
 //! but RSS does not shrink after the peak). It is a process-wide setting, so only binaries call
