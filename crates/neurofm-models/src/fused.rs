@@ -8,7 +8,10 @@
 //! - [`linear`]: `x W^T + b` as one graph node (a bias-initialized `gemm`), whose backward
 //!   computes `dx`, `dW` and `db` directly: candle's `Linear` is a matmul, a transpose, a
 //!   broadcast add and reshapes, and its backward pass zero-fills and adds a gradient buffer for
-//!   each of them.
+//!   each of them. Its products go through `par_gemm` (rows split over the rayon threads).
+//! - [`masked_mse`]: the masked autoencoder's reconstruction loss as one node.
+//! - [`mask_and_add`]: the masked autoencoder's token embedding (mask token, channel and time
+//!   embeddings) as one node.
 //!
 //! Off the CPU (and under [`crate::ops::with_composed_ops`]) every op falls back to candle's
 //! primitive ops, which have CUDA kernels and autograd. `tests/gradients.rs` checks both paths
