@@ -31,7 +31,7 @@ use rayon::prelude::*;
 
 use std::sync::{Arc, Mutex};
 
-use crate::ops::contiguous;
+use crate::ops::{contiguous, float_kernel};
 use crate::vmath;
 
 /// Element types of the op.
@@ -511,23 +511,9 @@ impl CustomOp2 for AttnBwd {
             bail!("{}: saved rows do not match {:?}", self.name(), l1.shape());
         }
         let name = self.name();
-        let out = match (s1, s2) {
-            (CpuStorage::F32(x), CpuStorage::F32(g)) => CpuStorage::F32(backward(
-                contiguous(x, l1, name)?,
-                contiguous(g, l2, name)?,
-                &self.lse,
-                dm,
-                &self.a,
-            )),
-            (CpuStorage::F64(x), CpuStorage::F64(g)) => CpuStorage::F64(backward(
-                contiguous(x, l1, name)?,
-                contiguous(g, l2, name)?,
-                &self.lse,
-                dm,
-                &self.a,
-            )),
-            (a, b) => bail!("{name}: unsupported dtypes {:?} {:?}", a.dtype(), b.dtype()),
-        };
+        let out = float_kernel!(name, [s1 @ l1 => x, s2 @ l2 => g], {
+            backward(x, g, &self.lse, dm, &self.a)
+        });
         Ok((out, l1.shape().clone()))
     }
 }

@@ -23,7 +23,7 @@ use candle_core::{
 };
 use rayon::prelude::*;
 
-use crate::ops::{contiguous, fused_on};
+use crate::ops::{contiguous, float_kernel, fused_on, Real};
 use crate::vmath;
 
 /// Elements per parallel task.
@@ -188,7 +188,7 @@ impl LinearOp {
 /// its strides must be inside the allocation its pointer points into, and neither may overlap
 /// `dst`.
 #[allow(clippy::too_many_arguments)]
-unsafe fn par_gemm<T: Copy + Send + Sync + 'static>(
+unsafe fn par_gemm<T: Real>(
     (m, n, k): (usize, usize, usize),
     dst: &mut [T],
     read_dst: bool,
@@ -196,8 +196,8 @@ unsafe fn par_gemm<T: Copy + Send + Sync + 'static>(
     (lhs_rs, lhs_cs): (usize, usize),
     rhs: *const T,
     (rhs_rs, rhs_cs): (usize, usize),
-    (zero, one): (T, T),
 ) {
+    let (zero, one) = (T::zero(), T::from_f64(1.0));
     if m == 0 || n == 0 || k == 0 {
         return;
     }
@@ -246,13 +246,7 @@ unsafe fn par_gemm<T: Copy + Send + Sync + 'static>(
 }
 
 /// `y (rows x n) = b + x (rows x k) W^T`, with `W` `n x k` row-major.
-fn linear_fwd<T: Copy + Default + Send + Sync + 'static>(
-    x: &[T],
-    w: &[T],
-    b: &[T],
-    (rows, n, k): (usize, usize, usize),
-    zero_one: (T, T),
-) -> Vec<T> {
+fn linear_fwd<T: Real>(x: &[T], w: &[T], b: &[T], (rows, n, k): (usize, usize, usize)) -> Vec<T> {
     let mut y = Vec::with_capacity(rows * n);
     for _ in 0..rows {
         y.extend_from_slice(b);
@@ -268,7 +262,6 @@ fn linear_fwd<T: Copy + Default + Send + Sync + 'static>(
             (k, 1),
             w.as_ptr(),
             (1, k),
-            zero_one,
         )
     };
     y
@@ -281,6 +274,50 @@ fn linear_fwd<T: Copy + Default + Send + Sync + 'static>(
 enum LinearGrad {
     Dx,
     Dw,
+}
+
+/// `Dx`: `g (rows x n) W (n x k)`; `Dw`: `g^T (n x rows) x (rows x k)`.
+fn linear_grad<T: Real>(
+    kind: LinearGrad,
+    g: &[T],
+    o: &[T],
+    (rows, n, k): (usize, usize, usize),
+) -> Vec<T> {
+    match kind {
+        LinearGrad::Dx => {
+            let mut dx = vec![T::zero(); rows * k];
+            // SAFETY: g is rows x n (row stride n), W is n x k (row stride k).
+            unsafe {
+                par_gemm(
+                    (rows, k, n),
+                    &mut dx,
+                    false,
+                    g.as_ptr(),
+                    (n, 1),
+                    o.as_ptr(),
+                    (k, 1),
+                )
+            };
+            dx
+        }
+        LinearGrad::Dw => {
+            let mut dw = vec![T::zero(); n * k];
+            // SAFETY: g^T is n x rows (row stride 1, column stride n) inside g; x is rows x k
+            // (row stride k).
+            unsafe {
+                par_gemm(
+                    (n, k, rows),
+                    &mut dw,
+                    false,
+                    g.as_ptr(),
+                    (1, n),
+                    o.as_ptr(),
+                    (k, 1),
+                )
+            };
+            dw
+        }
+    }
 }
 
 impl CustomOp2 for LinearGrad {
@@ -329,44 +366,10 @@ impl CustomOp2 for LinearGrad {
                 (k, Shape::from((n, k)))
             }
         };
-        macro_rules! run {
-            ($t:ty, $g:expr, $o:expr) => {{
-                let (g, o): (&[$t], &[$t]) = ($g, $o);
-                let zo: ($t, $t) = (0.0, 1.0);
-                match self {
-                    LinearGrad::Dx => {
-                        let mut dx = vec![0.0 as $t; rows * k];
-                        // SAFETY: g is rows x n (row stride n), W is n x k (row stride k).
-                        unsafe {
-                            par_gemm((rows, k, n), &mut dx, false, g.as_ptr(), (n, 1), o.as_ptr(), (k, 1), zo)
-                        };
-                        dx
-                    }
-                    LinearGrad::Dw => {
-                        let mut dw = vec![0.0 as $t; n * k];
-                        // SAFETY: g^T is n x rows (row stride 1, column stride n) inside g;
-                        // x is rows x k (row stride k).
-                        unsafe {
-                            par_gemm((n, k, rows), &mut dw, false, g.as_ptr(), (1, n), o.as_ptr(), (k, 1), zo)
-                        };
-                        dw
-                    }
-                }
-            }};
-        }
-        let out = match (s1, s2) {
-            (CpuStorage::F32(g), CpuStorage::F32(o)) => CpuStorage::F32(run!(
-                f32,
-                contiguous(g, l1, name)?,
-                contiguous(o, l2, name)?
-            )),
-            (CpuStorage::F64(g), CpuStorage::F64(o)) => CpuStorage::F64(run!(
-                f64,
-                contiguous(g, l1, name)?,
-                contiguous(o, l2, name)?
-            )),
-            (a, b) => bail!("{name}: unsupported dtypes {:?} {:?}", a.dtype(), b.dtype()),
-        };
+        let kind = *self;
+        let out = float_kernel!(name, [s1 @ l1 => g, s2 @ l2 => o], {
+            linear_grad(kind, g, o, (rows, n, k))
+        });
         Ok((out, shape))
     }
 }
@@ -387,32 +390,9 @@ impl CustomOp3 for LinearOp {
     ) -> Result<(CpuStorage, Shape)> {
         let d = self.dims(l1, l2, l3)?;
         let name = self.name();
-        let out = match (s1, s2, s3) {
-            (CpuStorage::F32(x), CpuStorage::F32(w), CpuStorage::F32(b)) => {
-                CpuStorage::F32(linear_fwd(
-                    contiguous(x, l1, name)?,
-                    contiguous(w, l2, name)?,
-                    contiguous(b, l3, name)?,
-                    d,
-                    (0f32, 1f32),
-                ))
-            }
-            (CpuStorage::F64(x), CpuStorage::F64(w), CpuStorage::F64(b)) => {
-                CpuStorage::F64(linear_fwd(
-                    contiguous(x, l1, name)?,
-                    contiguous(w, l2, name)?,
-                    contiguous(b, l3, name)?,
-                    d,
-                    (0f64, 1f64),
-                ))
-            }
-            (a, b, c) => bail!(
-                "{name}: unsupported dtypes {:?} {:?} {:?}",
-                a.dtype(),
-                b.dtype(),
-                c.dtype()
-            ),
-        };
+        let out = float_kernel!(name, [s1 @ l1 => x, s2 @ l2 => w, s3 @ l3 => b], {
+            linear_fwd(x, w, b, d)
+        });
         let mut dims = l1.shape().dims().to_vec();
         if let Some(last) = dims.last_mut() {
             *last = d.1;
@@ -444,6 +424,31 @@ impl CustomOp3 for LinearOp {
 #[derive(Debug, Clone, Copy)]
 struct ColumnSum;
 
+fn column_sum<T: Real>(g: &[T], n: usize) -> Vec<T> {
+    let rows_per = (CHUNK / n).max(1) * n;
+    let acc = g
+        .par_chunks(rows_per)
+        .fold(
+            || vec![0f64; n],
+            |mut a, g| {
+                for row in g.chunks(n) {
+                    for (a, &v) in a.iter_mut().zip(row) {
+                        *a += v.to_f64();
+                    }
+                }
+                a
+            },
+        )
+        .reduce(
+            || vec![0f64; n],
+            |mut a, b| {
+                a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
+                a
+            },
+        );
+    acc.into_iter().map(T::from_f64).collect()
+}
+
 impl CustomOp1 for ColumnSum {
     fn name(&self) -> &'static str {
         "neurofm-column-sum"
@@ -454,47 +459,7 @@ impl CustomOp1 for ColumnSum {
             Some(&n) if n > 0 => n,
             _ => bail!("{}: empty last dimension {:?}", self.name(), l.shape()),
         };
-        fn run<T: Copy + Send + Sync>(
-            g: &[T],
-            n: usize,
-            to: impl Fn(T) -> f64 + Sync,
-            from: impl Fn(f64) -> T,
-        ) -> Vec<T> {
-            let rows_per = (CHUNK / n).max(1) * n;
-            let acc = g
-                .par_chunks(rows_per)
-                .fold(
-                    || vec![0f64; n],
-                    |mut a, g| {
-                        for row in g.chunks(n) {
-                            for (a, &v) in a.iter_mut().zip(row) {
-                                *a += to(v);
-                            }
-                        }
-                        a
-                    },
-                )
-                .reduce(
-                    || vec![0f64; n],
-                    |mut a, b| {
-                        a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
-                        a
-                    },
-                );
-            acc.into_iter().map(from).collect()
-        }
-        let out = match s {
-            CpuStorage::F32(v) => CpuStorage::F32(run(
-                contiguous(v, l, self.name())?,
-                n,
-                |v| v as f64,
-                |v| v as f32,
-            )),
-            CpuStorage::F64(v) => {
-                CpuStorage::F64(run(contiguous(v, l, self.name())?, n, |v| v, |v| v))
-            }
-            other => bail!("{}: unsupported dtype {:?}", self.name(), other.dtype()),
-        };
+        let out = float_kernel!(self.name(), [s @ l => g], column_sum(g, n));
         Ok((out, Shape::from(n)))
     }
 }
@@ -536,23 +501,18 @@ pub fn masked_mse(pred: &Tensor, target: &Tensor, m: &Tensor) -> Result<Tensor> 
 struct MaskedMse;
 
 /// `(sum over masked rows of sum (pred - target)^2, number of masked rows)` in f64.
-fn masked_sq_sum<T: Copy + Send + Sync + Into<f64>>(
-    p: &[T],
-    t: &[T],
-    m: &[T],
-    n: usize,
-) -> (f64, f64) {
+fn masked_sq_sum<T: Real>(p: &[T], t: &[T], m: &[T], n: usize) -> (f64, f64) {
     p.par_chunks(n * 64)
         .zip(t.par_chunks(n * 64).zip(m.par_chunks(64)))
         .map(|(p, (t, m))| {
             let mut s = 0f64;
             let mut k = 0f64;
             for ((p, t), &m) in p.chunks(n).zip(t.chunks(n)).zip(m) {
-                let m: f64 = m.into();
+                let m = m.to_f64();
                 if m != 0.0 {
                     let mut r = 0f64;
                     for (&a, &b) in p.iter().zip(t) {
-                        let d = a.into() - b.into();
+                        let d = a.to_f64() - b.to_f64();
                         r += d * d;
                     }
                     s += m * r;
@@ -580,32 +540,10 @@ impl CustomOp3 for MaskedMse {
     ) -> Result<(CpuStorage, Shape)> {
         let n = l1.shape().dims().last().copied().unwrap_or(1).max(1);
         let name = self.name();
-        let out = match (s1, s2, s3) {
-            (CpuStorage::F32(p), CpuStorage::F32(t), CpuStorage::F32(m)) => {
-                let (s, k) = masked_sq_sum(
-                    contiguous(p, l1, name)?,
-                    contiguous(t, l2, name)?,
-                    contiguous(m, l3, name)?,
-                    n,
-                );
-                CpuStorage::F32(vec![(s / (k.max(1.0) * n as f64)) as f32])
-            }
-            (CpuStorage::F64(p), CpuStorage::F64(t), CpuStorage::F64(m)) => {
-                let (s, k) = masked_sq_sum(
-                    contiguous(p, l1, name)?,
-                    contiguous(t, l2, name)?,
-                    contiguous(m, l3, name)?,
-                    n,
-                );
-                CpuStorage::F64(vec![s / (k.max(1.0) * n as f64)])
-            }
-            (a, b, c) => bail!(
-                "{name}: unsupported dtypes {:?} {:?} {:?}",
-                a.dtype(),
-                b.dtype(),
-                c.dtype()
-            ),
-        };
+        let out = float_kernel!(name, [s1 @ l1 => p, s2 @ l2 => t, s3 @ l3 => m], {
+            let (s, k) = masked_sq_sum(p, t, m, n);
+            vec![Real::from_f64(s / (k.max(1.0) * n as f64))]
+        });
         Ok((out, Shape::from(())))
     }
 
@@ -631,6 +569,28 @@ struct MaskedMseBwd {
     g: f64,
 }
 
+fn masked_mse_bwd<T: Real>(p: &[T], t: &[T], m: &[T], n: usize, g: f64) -> Vec<T> {
+    let k: f64 = m.iter().map(|v| v.to_f64()).sum();
+    let c = 2.0 * g / (k.max(1.0) * n as f64);
+    let mut out = vec![T::zero(); p.len()];
+    out.par_chunks_mut(n * 64)
+        .zip(
+            p.par_chunks(n * 64)
+                .zip(t.par_chunks(n * 64).zip(m.par_chunks(64))),
+        )
+        .for_each(|(o, (p, (t, m)))| {
+            for (((o, p), t), &m) in o.chunks_mut(n).zip(p.chunks(n)).zip(t.chunks(n)).zip(m) {
+                if m.to_f64() != 0.0 {
+                    let cm = T::from_f64(c).mul(m);
+                    for ((o, &a), &b) in o.iter_mut().zip(p).zip(t) {
+                        *o = cm.mul(a.sub(b));
+                    }
+                }
+            }
+        });
+    out
+}
+
 impl CustomOp3 for MaskedMseBwd {
     fn name(&self) -> &'static str {
         "neurofm-masked-mse-bwd"
@@ -647,52 +607,9 @@ impl CustomOp3 for MaskedMseBwd {
     ) -> Result<(CpuStorage, Shape)> {
         let n = l1.shape().dims().last().copied().unwrap_or(1).max(1);
         let name = self.name();
-        macro_rules! run {
-            ($t:ty, $p:expr, $tg:expr, $m:expr) => {{
-                let (p, t, m): (&[$t], &[$t], &[$t]) = ($p, $tg, $m);
-                let k: f64 = m.iter().map(|&v| v as f64).sum();
-                let c = (2.0 * self.g / (k.max(1.0) * n as f64)) as $t;
-                let mut out = vec![0 as $t; p.len()];
-                out.par_chunks_mut(n * 64)
-                    .zip(
-                        p.par_chunks(n * 64)
-                            .zip(t.par_chunks(n * 64).zip(m.par_chunks(64))),
-                    )
-                    .for_each(|(o, (p, (t, m)))| {
-                        for (((o, p), t), &m) in
-                            o.chunks_mut(n).zip(p.chunks(n)).zip(t.chunks(n)).zip(m)
-                        {
-                            if m != 0.0 {
-                                let cm = c * m;
-                                for ((o, &a), &b) in o.iter_mut().zip(p).zip(t) {
-                                    *o = cm * (a - b);
-                                }
-                            }
-                        }
-                    });
-                out
-            }};
-        }
-        let out = match (s1, s2, s3) {
-            (CpuStorage::F32(p), CpuStorage::F32(t), CpuStorage::F32(m)) => CpuStorage::F32(run!(
-                f32,
-                contiguous(p, l1, name)?,
-                contiguous(t, l2, name)?,
-                contiguous(m, l3, name)?
-            )),
-            (CpuStorage::F64(p), CpuStorage::F64(t), CpuStorage::F64(m)) => CpuStorage::F64(run!(
-                f64,
-                contiguous(p, l1, name)?,
-                contiguous(t, l2, name)?,
-                contiguous(m, l3, name)?
-            )),
-            (a, b, c) => bail!(
-                "{name}: unsupported dtypes {:?} {:?} {:?}",
-                a.dtype(),
-                b.dtype(),
-                c.dtype()
-            ),
-        };
+        let out = float_kernel!(name, [s1 @ l1 => p, s2 @ l2 => t, s3 @ l3 => m], {
+            masked_mse_bwd(p, t, m, n, self.g)
+        });
         Ok((out, l1.shape().clone()))
     }
 }
@@ -744,10 +661,22 @@ struct MaskAndAdd {
     mask: Option<Vec<f64>>,
 }
 
-impl MaskAndAdd {
-    fn mask_at(&self, row: usize) -> f64 {
-        self.mask.as_ref().map_or(0.0, |m| m[row])
-    }
+/// Row `r` of `x` (`d` wide): `x (1 - m[r]) + m[r] token + pos[r mod (pos rows)]`.
+fn mask_add_rows<T: Real>(x: &[T], tok: &[T], pos: &[T], mask: Option<&[f64]>, d: usize) -> Vec<T> {
+    let n_pos = pos.len();
+    let one = T::from_f64(1.0);
+    let mut out = vec![T::zero(); x.len()];
+    out.par_chunks_mut(d)
+        .zip(x.par_chunks(d))
+        .enumerate()
+        .for_each(|(r, (o, x))| {
+            let m = T::from_f64(mask.map_or(0.0, |m| m[r]));
+            let p = &pos[(r * d) % n_pos..][..d];
+            for (((o, &x), &t), &p) in o.iter_mut().zip(x).zip(tok).zip(p) {
+                *o = x.mul(one.sub(m)).add(m.mul(t)).add(p);
+            }
+        });
+    out
 }
 
 impl CustomOp3 for MaskAndAdd {
@@ -779,43 +708,10 @@ impl CustomOp3 for MaskAndAdd {
             bail!("{}: mask of the wrong length", self.name());
         }
         let name = self.name();
-        macro_rules! run {
-            ($t:ty, $x:expr, $tok:expr, $pos:expr) => {{
-                let (x, tok, pos): (&[$t], &[$t], &[$t]) = ($x, $tok, $pos);
-                let mut out = vec![0 as $t; x.len()];
-                out.par_chunks_mut(d)
-                    .zip(x.par_chunks(d))
-                    .enumerate()
-                    .for_each(|(r, (o, x))| {
-                        let m = self.mask_at(r) as $t;
-                        let p = &pos[(r * d) % n_pos..][..d];
-                        for (((o, &x), &t), &p) in o.iter_mut().zip(x).zip(tok).zip(p) {
-                            *o = (x * (1.0 - m) + m * t) + p;
-                        }
-                    });
-                out
-            }};
-        }
-        let out = match (s1, s2, s3) {
-            (CpuStorage::F32(x), CpuStorage::F32(t), CpuStorage::F32(p)) => CpuStorage::F32(run!(
-                f32,
-                contiguous(x, l1, name)?,
-                contiguous(t, l2, name)?,
-                contiguous(p, l3, name)?
-            )),
-            (CpuStorage::F64(x), CpuStorage::F64(t), CpuStorage::F64(p)) => CpuStorage::F64(run!(
-                f64,
-                contiguous(x, l1, name)?,
-                contiguous(t, l2, name)?,
-                contiguous(p, l3, name)?
-            )),
-            (a, b, c) => bail!(
-                "{name}: unsupported dtypes {:?} {:?} {:?}",
-                a.dtype(),
-                b.dtype(),
-                c.dtype()
-            ),
-        };
+        let mask = self.mask.as_deref();
+        let out = float_kernel!(name, [s1 @ l1 => x, s2 @ l2 => t, s3 @ l3 => p], {
+            mask_add_rows(x, t, p, mask, d)
+        });
         // [B, C, P, d] -> [B, C * P, d], the transformer's token layout
         let dims = l1.shape().dims();
         let shape = if dims.len() == 4 {

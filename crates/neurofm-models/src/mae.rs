@@ -388,9 +388,9 @@ impl Mae {
         let pred = fused::linear(&self.head, &h)?.reshape((b, c, p, n))?;
         let m = mask.to_dtype(pred.dtype())?.reshape((b, c, p, 1))?;
         // Average over masked patches; a mask with no masked patch gives loss 0.
-        let n_masked = m.sum_all()?.maximum(1.0)?.detach();
         let recon_loss = fused::masked_mse(&pred, &patches, &m)?;
         let (loss, fft_loss) = if self.cfg.fft_loss_weight > 0.0 {
+            let n_masked = m.sum_all()?.maximum(1.0)?.detach();
             let (cos, sin) = dft_matrices(n, pred.dtype(), pred.device())?;
             let k = cos.dim(1)?;
             let ap = amplitude(&pred.reshape((b * c * p, n))?, &cos, &sin)?;

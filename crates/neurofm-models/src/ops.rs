@@ -43,7 +43,7 @@ pub(crate) fn fused_on(x: &Tensor) -> bool {
 }
 
 /// The float types the CPU kernels run on.
-trait Real: Copy + Send + Sync + 'static {
+pub(crate) trait Real: Copy + Send + Sync + 'static {
     fn zero() -> Self;
     fn from_f64(v: f64) -> Self;
     fn to_f64(self) -> f64;
@@ -110,6 +110,31 @@ pub(crate) fn contiguous<'a, T>(s: &'a [T], l: &Layout, op: &str) -> Result<&'a 
     }
 }
 
+/// The dtype dispatch of the CPU kernels. `float_kernel!(name, [s1 @ l1 => x, ...], body)`
+/// binds each storage's contiguous elements (`x`, ...), evaluates `body` (a `Vec` of the element
+/// type, written once and typed by inference) for f32 and for f64, and wraps the result in the
+/// matching `CpuStorage` variant; any other or mixed dtypes are an error naming the op.
+macro_rules! float_kernel {
+    ($name:expr, [$($s:ident @ $l:ident => $v:ident),+], $body:expr) => {
+        match ($($s,)+) {
+            ($(CpuStorage::F32($v),)+) => {
+                $(let $v = $crate::ops::contiguous($v, $l, $name)?;)+
+                CpuStorage::F32($body)
+            }
+            ($(CpuStorage::F64($v),)+) => {
+                $(let $v = $crate::ops::contiguous($v, $l, $name)?;)+
+                CpuStorage::F64($body)
+            }
+            _ => candle_core::bail!(
+                "{}: unsupported dtypes {:?}",
+                $name,
+                [$($s.dtype()),+]
+            ),
+        }
+    };
+}
+pub(crate) use float_kernel;
+
 fn last_dim(shape: &Shape, op: &str) -> Result<usize> {
     match shape.dims().last() {
         Some(&d) if d > 0 => Ok(d),
@@ -162,21 +187,9 @@ impl CustomOp1 for ScaledSoftmax {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let n = last_dim(l.shape(), self.name())?;
-        let out = match s {
-            CpuStorage::F32(v) => CpuStorage::F32(softmax_rows(
-                contiguous(v, l, self.name())?,
-                n,
-                self.scale,
-                self.causal,
-            )),
-            CpuStorage::F64(v) => CpuStorage::F64(softmax_rows(
-                contiguous(v, l, self.name())?,
-                n,
-                self.scale,
-                self.causal,
-            )),
-            other => bail!("{}: unsupported dtype {:?}", self.name(), other.dtype()),
-        };
+        let out = float_kernel!(self.name(), [s @ l => v], {
+            softmax_rows(v, n, self.scale, self.causal)
+        });
         Ok((out, l.shape().clone()))
     }
 
@@ -231,26 +244,9 @@ impl CustomOp2 for SoftmaxBwd {
                 l2.shape()
             );
         }
-        let out = match (s1, s2) {
-            (CpuStorage::F32(y), CpuStorage::F32(g)) => CpuStorage::F32(softmax_bwd_rows(
-                contiguous(y, l1, self.name())?,
-                contiguous(g, l2, self.name())?,
-                n,
-                self.scale,
-            )),
-            (CpuStorage::F64(y), CpuStorage::F64(g)) => CpuStorage::F64(softmax_bwd_rows(
-                contiguous(y, l1, self.name())?,
-                contiguous(g, l2, self.name())?,
-                n,
-                self.scale,
-            )),
-            (a, b) => bail!(
-                "{}: unsupported dtypes {:?} {:?}",
-                self.name(),
-                a.dtype(),
-                b.dtype()
-            ),
-        };
+        let out = float_kernel!(self.name(), [s1 @ l1 => y, s2 @ l2 => g], {
+            softmax_bwd_rows(y, g, n, self.scale)
+        });
         Ok((out, l1.shape().clone()))
     }
 }
@@ -375,25 +371,9 @@ impl CustomOp3 for LayerNormOp {
             );
         }
         let name = self.name();
-        let out = match (s1, s2, s3) {
-            (CpuStorage::F32(x), CpuStorage::F32(w), CpuStorage::F32(b)) => {
-                CpuStorage::F32(layer_norm_rows(
-                    contiguous(x, l1, name)?,
-                    contiguous(w, l2, name)?,
-                    contiguous(b, l3, name)?,
-                    self.eps,
-                ))
-            }
-            (CpuStorage::F64(x), CpuStorage::F64(w), CpuStorage::F64(b)) => {
-                CpuStorage::F64(layer_norm_rows(
-                    contiguous(x, l1, name)?,
-                    contiguous(w, l2, name)?,
-                    contiguous(b, l3, name)?,
-                    self.eps,
-                ))
-            }
-            (a, _, _) => bail!("{name}: unsupported dtype {:?}", a.dtype()),
-        };
+        let out = float_kernel!(name, [s1 @ l1 => x, s2 @ l2 => w, s3 @ l3 => b], {
+            layer_norm_rows(x, w, b, self.eps)
+        });
         Ok((out, l1.shape().clone()))
     }
 
@@ -494,25 +474,9 @@ impl CustomOp3 for LayerNormBwd {
             bail!("{}: shape mismatch", self.name());
         }
         let name = self.name();
-        let out = match (s1, s2, s3) {
-            (CpuStorage::F32(x), CpuStorage::F32(w), CpuStorage::F32(g)) => {
-                CpuStorage::F32(layer_norm_bwd_rows(
-                    contiguous(x, l1, name)?,
-                    contiguous(w, l2, name)?,
-                    contiguous(g, l3, name)?,
-                    self.eps,
-                ))
-            }
-            (CpuStorage::F64(x), CpuStorage::F64(w), CpuStorage::F64(g)) => {
-                CpuStorage::F64(layer_norm_bwd_rows(
-                    contiguous(x, l1, name)?,
-                    contiguous(w, l2, name)?,
-                    contiguous(g, l3, name)?,
-                    self.eps,
-                ))
-            }
-            (a, _, _) => bail!("{name}: unsupported dtype {:?}", a.dtype()),
-        };
+        let out = float_kernel!(name, [s1 @ l1 => x, s2 @ l2 => w, s3 @ l3 => g], {
+            layer_norm_bwd_rows(x, w, g, self.eps)
+        });
         Ok((out, Shape::from((rows + 2, n))))
     }
 }
