@@ -244,8 +244,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mask =
             random_patch_mask_on(&[b, c, p], cfg.mask_ratio, args.seed, step as u64, &device)?;
         let loss = model.forward_loss(&x, &ids, &mask)?.loss;
+        let t1 = Instant::now();
         let grads = loss.backward()?;
+        let t2 = Instant::now();
         opt.step(&vars, &grads)?;
+        let t3 = Instant::now();
+        eprintln!(
+            "phases: forward {:.3} s, backward {:.3} s, optimizer {:.3} s",
+            (t1 - t0).as_secs_f64(),
+            (t2 - t1).as_secs_f64(),
+            (t3 - t2).as_secs_f64()
+        );
         last_loss = loss.to_dtype(DType::F32)?.to_scalar::<f32>()?;
         device.synchronize()?;
         let dt = t0.elapsed().as_secs_f64();

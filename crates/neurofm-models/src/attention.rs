@@ -31,11 +31,11 @@ use rayon::prelude::*;
 
 use std::sync::{Arc, Mutex};
 
-use crate::ops::{contiguous, float_kernel};
+use crate::ops::{contiguous, float_kernel, par_zeros};
 use crate::vmath;
 
 /// Element types of the op.
-trait Elem: Copy + Send + Sync + Default + PartialOrd + 'static {
+pub(crate) trait Elem: Copy + Send + Sync + Default + PartialOrd + 'static {
     const ZERO: Self;
     const ONE: Self;
     const NEG_INF: Self;
@@ -146,11 +146,11 @@ elem!(f64);
 
 /// Shape of one call.
 #[derive(Debug, Clone, Copy)]
-struct Dims {
-    batch: usize,
-    len: usize,
-    heads: usize,
-    head_dim: usize,
+pub(crate) struct Dims {
+    pub(crate) batch: usize,
+    pub(crate) len: usize,
+    pub(crate) heads: usize,
+    pub(crate) head_dim: usize,
 }
 
 impl Dims {
@@ -161,10 +161,10 @@ impl Dims {
 
 /// The op: attention of `[B, L, 3D]` into `[B, L, D]`.
 #[derive(Debug, Clone, Copy)]
-struct Attn {
-    heads: usize,
-    scale: f64,
-    causal: bool,
+pub(crate) struct Attn {
+    pub(crate) heads: usize,
+    pub(crate) scale: f64,
+    pub(crate) causal: bool,
 }
 
 impl Attn {
@@ -399,9 +399,10 @@ fn backward_one<T: Elem>(
 }
 
 /// The output `[B, L, D]` and the log-sum-exp of every probability row `[B, H, L]`.
-fn forward<T: Elem>(x: &[T], dm: Dims, a: &Attn) -> (Vec<T>, Vec<f64>) {
+pub(crate) fn forward<T: Elem>(x: &[T], dm: Dims, a: &Attn) -> (Vec<T>, Vec<f64>) {
     let (l, d) = (dm.len, dm.d());
-    let mut out = vec![T::ZERO; dm.batch * l * d];
+    assert!(x.len() == dm.batch * l * 3 * d);
+    let mut out = par_zeros(dm.batch * l * d);
     let mut lse = vec![0f64; dm.batch * dm.heads * l];
     if l == 0 || d == 0 {
         return (out, lse);
@@ -415,9 +416,11 @@ fn forward<T: Elem>(x: &[T], dm: Dims, a: &Attn) -> (Vec<T>, Vec<f64>) {
     (out, lse)
 }
 
-fn backward<T: Elem>(x: &[T], g: &[T], lse: &[f64], dm: Dims, a: &Attn) -> Vec<T> {
+pub(crate) fn backward<T: Elem>(x: &[T], g: &[T], lse: &[f64], dm: Dims, a: &Attn) -> Vec<T> {
     let (l, d) = (dm.len, dm.d());
-    let mut dx = vec![T::ZERO; dm.batch * l * 3 * d];
+    assert!(x.len() == dm.batch * l * 3 * d && g.len() == dm.batch * l * d);
+    assert!(lse.len() == dm.batch * dm.heads * l);
+    let mut dx = par_zeros(dm.batch * l * 3 * d);
     if l == 0 || d == 0 {
         return dx;
     }

@@ -5,7 +5,7 @@
 //!   rounded constant; here the backward is one parallel pass with the exact derivative
 //!   `Phi(x) + x phi(x)`. In f32 both passes run the vectorized `erf`/`exp` of
 //!   [`crate::vmath`] (erf's absolute error below 6e-7) instead of libm's scalar functions.
-//! - [`linear`]: `x W^T + b` as one graph node (a bias-initialized `gemm`), whose backward
+//! - [`linear`]: `x W^T + b` as one graph node (a bias-initialized matrix product), whose backward
 //!   computes `dx`, `dW` and `db` directly: candle's `Linear` is a matmul, a transpose, a
 //!   broadcast add and reshapes, and its backward pass zero-fills and adds a gradient buffer for
 //!   each of them. Its products go through `par_gemm` (rows split over the rayon threads).
@@ -23,33 +23,11 @@ use candle_core::{
 };
 use rayon::prelude::*;
 
-use crate::ops::{contiguous, float_kernel, fused_on, Real};
+use crate::ops::{contiguous, float_kernel, fused_on, par_zeros, Real};
 use crate::vmath;
 
 /// Elements per parallel task.
 const CHUNK: usize = 1 << 14;
-
-/// `f(src[i]) -> dst[i]`, in parallel chunks.
-fn map1<T: Copy + Send + Sync + Default>(src: &[T], f: impl Fn(T) -> T + Sync) -> Vec<T> {
-    let mut dst = vec![T::default(); src.len()];
-    dst.par_chunks_mut(CHUNK)
-        .zip(src.par_chunks(CHUNK))
-        .for_each(|(d, s)| d.iter_mut().zip(s).for_each(|(o, &v)| *o = f(v)));
-    dst
-}
-
-/// `f(a[i], b[i]) -> dst[i]`, in parallel chunks.
-fn map2<T: Copy + Send + Sync + Default>(a: &[T], b: &[T], f: impl Fn(T, T) -> T + Sync) -> Vec<T> {
-    let mut dst = vec![T::default(); a.len()];
-    dst.par_chunks_mut(CHUNK)
-        .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
-        .for_each(|(d, (a, b))| {
-            d.iter_mut()
-                .zip(a.iter().zip(b))
-                .for_each(|(o, (&x, &y))| *o = f(x, y))
-        });
-    dst
-}
 
 const INV_SQRT_2: f64 = std::f64::consts::FRAC_1_SQRT_2;
 /// 1 / sqrt(2 pi)
@@ -66,6 +44,53 @@ fn gelu_grad64(x: f64) -> f64 {
         + x * INV_SQRT_2PI * (-0.5 * x * x).exp()
 }
 
+fn gelu_vec<T: Gelu + Default + Copy + Send + Sync>(x: &[T]) -> Vec<T> {
+    let mut out = par_zeros(x.len());
+    T::gelu_into(x, &mut out);
+    out
+}
+
+/// Exact GELU and its derivative on slices, for the element types of the CPU kernels: f32
+/// through the vectorized `vmath` loops, f64 through libm.
+pub(crate) trait Gelu: Copy + Send + Sync + Default {
+    /// `out[i] = gelu(x[i])`, in parallel chunks.
+    fn gelu_into(x: &[Self], out: &mut [Self]);
+    /// `out[i] = g[i] * gelu'(x[i])`, in parallel chunks.
+    fn gelu_grad_into(x: &[Self], g: &[Self], out: &mut [Self]);
+}
+
+impl Gelu for f32 {
+    fn gelu_into(x: &[f32], out: &mut [f32]) {
+        out.par_chunks_mut(CHUNK)
+            .zip(x.par_chunks(CHUNK))
+            .for_each(|(o, x)| vmath::gelu_into(x, o));
+    }
+
+    fn gelu_grad_into(x: &[f32], g: &[f32], out: &mut [f32]) {
+        out.par_chunks_mut(CHUNK)
+            .zip(x.par_chunks(CHUNK).zip(g.par_chunks(CHUNK)))
+            .for_each(|(o, (x, g))| vmath::gelu_grad_into(x, g, o));
+    }
+}
+
+impl Gelu for f64 {
+    fn gelu_into(x: &[f64], out: &mut [f64]) {
+        out.par_chunks_mut(CHUNK)
+            .zip(x.par_chunks(CHUNK))
+            .for_each(|(o, x)| o.iter_mut().zip(x).for_each(|(o, &x)| *o = gelu64(x)));
+    }
+
+    fn gelu_grad_into(x: &[f64], g: &[f64], out: &mut [f64]) {
+        out.par_chunks_mut(CHUNK)
+            .zip(x.par_chunks(CHUNK).zip(g.par_chunks(CHUNK)))
+            .for_each(|(o, (x, g))| {
+                for ((o, &x), &g) in o.iter_mut().zip(x).zip(g) {
+                    *o = g * gelu_grad64(x);
+                }
+            });
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct GeluOp;
 
@@ -76,15 +101,8 @@ impl CustomOp1 for GeluOp {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let out = match s {
-            CpuStorage::F32(v) => {
-                let v = contiguous(v, l, self.name())?;
-                let mut out = vec![0f32; v.len()];
-                out.par_chunks_mut(CHUNK)
-                    .zip(v.par_chunks(CHUNK))
-                    .for_each(|(o, x)| vmath::gelu_into(x, o));
-                CpuStorage::F32(out)
-            }
-            CpuStorage::F64(v) => CpuStorage::F64(map1(contiguous(v, l, self.name())?, gelu64)),
+            CpuStorage::F32(v) => CpuStorage::F32(gelu_vec(contiguous(v, l, self.name())?)),
+            CpuStorage::F64(v) => CpuStorage::F64(gelu_vec(contiguous(v, l, self.name())?)),
             other => bail!("{}: unsupported dtype {:?}", self.name(), other.dtype()),
         };
         Ok((out, l.shape().clone()))
@@ -121,22 +139,11 @@ impl CustomOp2 for GeluBwd {
             );
         }
         let name = self.name();
-        let out = match (s1, s2) {
-            (CpuStorage::F32(x), CpuStorage::F32(g)) => {
-                let (x, g) = (contiguous(x, l1, name)?, contiguous(g, l2, name)?);
-                let mut out = vec![0f32; x.len()];
-                out.par_chunks_mut(CHUNK)
-                    .zip(x.par_chunks(CHUNK).zip(g.par_chunks(CHUNK)))
-                    .for_each(|(o, (x, g))| vmath::gelu_grad_into(x, g, o));
-                CpuStorage::F32(out)
-            }
-            (CpuStorage::F64(x), CpuStorage::F64(g)) => CpuStorage::F64(map2(
-                contiguous(x, l1, name)?,
-                contiguous(g, l2, name)?,
-                |x, g| g * gelu_grad64(x),
-            )),
-            (a, b) => bail!("{name}: unsupported dtypes {:?} {:?}", a.dtype(), b.dtype()),
-        };
+        let out = float_kernel!(name, [s1 @ l1 => x, s2 @ l2 => g], {
+            let mut out = par_zeros(x.len());
+            Gelu::gelu_grad_into(x, g, &mut out);
+            out
+        });
         Ok((out, l1.shape().clone()))
     }
 }
@@ -151,8 +158,8 @@ pub fn gelu_erf(x: &Tensor) -> Result<Tensor> {
 }
 
 /// `y = x W^T + b` as one graph node: `x` `[.., k]` (contiguous), `W` `[n, k]`, `b` `[n]` into
-/// `y` `[.., n]`. Forward: the rows of `y` start as copies of `b` and `gemm` adds `x W^T`.
-/// Backward: `dx = g W`, `dW = g^T x` (`gemm` on `g` in place, `dW` contiguous) and `db` = the
+/// `y` `[.., n]`. Forward: the rows of `y` start as copies of `b` and the product adds `x W^T`.
+/// Backward: `dx = g W`, `dW = g^T x` (products reading `g` in place, `dW` contiguous) and `db` = the
 /// column sums of `g`. Every product goes through [`par_gemm`].
 ///
 /// Against `matmul` + bias add + the reshapes around them, candle's backward pass has one node
@@ -180,8 +187,10 @@ impl LinearOp {
 
 /// `dst (m x n, row stride n) [+]= lhs (m x k) * rhs (k x n)`, `lhs` and `rhs` given by a
 /// pointer and (row, column) strides in elements. The rows of `dst` are split into one block
-/// per rayon thread, each a single-threaded `gemm` call: on this workload that beat `gemm`'s
-/// own two-thread split by 5-15% (4096 x 768 x 256: 113 against 97 GFLOP/s on 2 cores).
+/// per rayon thread, each a single-threaded product (`Real::matmul`: `matrixmultiply`'s
+/// `sgemm`/`dgemm`). On this workload the row split beat the `gemm` crate's own two-thread
+/// split by 5-15%, and `matrixmultiply` beat the `gemm` crate under the same split by ~10% on
+/// the base MAE's shapes (BENCHMARKS.md, "Train step").
 ///
 /// # Safety
 /// Every element `(i, j)` of `lhs` (i < m, j < k) and of `rhs` (i < k, j < n) addressed through
@@ -220,43 +229,70 @@ unsafe fn par_gemm<T: Real>(
             // SAFETY: the caller's contract; this block reads lhs rows r0..r0 + rows and
             // writes its own rows of dst.
             unsafe {
-                gemm::gemm(
-                    rows,
-                    n,
-                    k,
-                    d.as_mut_ptr(),
-                    1,
-                    n as isize,
-                    read_dst,
+                T::matmul(
+                    (rows, k, n),
                     lhs,
-                    lhs_cs as isize,
-                    lhs_rs as isize,
+                    (lhs_rs as isize, lhs_cs as isize),
                     rhs as *const T,
-                    rhs_cs as isize,
-                    rhs_rs as isize,
+                    (rhs_rs as isize, rhs_cs as isize),
                     if read_dst { one } else { zero },
-                    one,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
+                    d.as_mut_ptr(),
+                    (n as isize, 1),
                 )
             };
         });
 }
 
 /// `y (rows x n) = b + x (rows x k) W^T`, with `W` `n x k` row-major.
-fn linear_fwd<T: Real>(x: &[T], w: &[T], b: &[T], (rows, n, k): (usize, usize, usize)) -> Vec<T> {
-    let mut y = Vec::with_capacity(rows * n);
-    for _ in 0..rows {
-        y.extend_from_slice(b);
+fn linear_fwd<T: Real>(x: &[T], w: &[T], b: &[T], dims: (usize, usize, usize)) -> Vec<T> {
+    let mut y = par_zeros(dims.0 * dims.1);
+    linear_fwd_into(x, w, Some(b), None, &mut y, dims);
+    y
+}
+
+/// `y (rows x n) = [b] + [resid] + x (rows x k) W^T`, with `W` `n x k` row-major: the rows of
+/// `y` start as `b` plus the row of `resid` (both optional, in parallel), then the product adds the
+/// product.
+pub(crate) fn linear_fwd_into<T: Real>(
+    x: &[T],
+    w: &[T],
+    b: Option<&[T]>,
+    resid: Option<&[T]>,
+    y: &mut [T],
+    (rows, n, k): (usize, usize, usize),
+) {
+    assert!(x.len() >= rows * k && w.len() >= n * k && y.len() >= rows * n);
+    assert!(b.is_none_or(|b| b.len() == n) && resid.is_none_or(|r| r.len() >= rows * n));
+    if n == 0 {
+        return;
     }
+    let rows_per = (CHUNK / n).max(1);
+    y[..rows * n]
+        .par_chunks_mut(rows_per * n)
+        .enumerate()
+        .for_each(|(i, yc)| {
+            let r0 = i * rows_per * n;
+            for (j, row) in yc.chunks_mut(n).enumerate() {
+                let res = resid.map(|r| &r[r0 + j * n..r0 + (j + 1) * n]);
+                match (b, res) {
+                    (Some(b), Some(r)) => {
+                        for ((o, &b), &r) in row.iter_mut().zip(b).zip(r) {
+                            *o = b.add(r);
+                        }
+                    }
+                    (Some(b), None) => row.copy_from_slice(b),
+                    (None, Some(r)) => row.copy_from_slice(r),
+                    (None, None) => row.fill(T::zero()),
+                }
+            }
+        });
     // SAFETY: x is rows x k (row stride k); W^T is read as a k x n matrix with row stride 1 and
-    // column stride k inside w (n x k); y is a fresh buffer.
+    // column stride k inside w (n x k); y is rows x n and does not overlap x or w (it is a
+    // distinct `&mut`); the lengths are asserted above.
     unsafe {
         par_gemm(
             (rows, n, k),
-            &mut y,
+            y,
             true,
             x.as_ptr(),
             (k, 1),
@@ -264,7 +300,6 @@ fn linear_fwd<T: Real>(x: &[T], w: &[T], b: &[T], (rows, n, k): (usize, usize, u
             (1, k),
         )
     };
-    y
 }
 
 /// The two matrix products of the linear layer's backward pass, `g` `[.., n]` being the
@@ -285,39 +320,62 @@ fn linear_grad<T: Real>(
 ) -> Vec<T> {
     match kind {
         LinearGrad::Dx => {
-            let mut dx = vec![T::zero(); rows * k];
-            // SAFETY: g is rows x n (row stride n), W is n x k (row stride k).
-            unsafe {
-                par_gemm(
-                    (rows, k, n),
-                    &mut dx,
-                    false,
-                    g.as_ptr(),
-                    (n, 1),
-                    o.as_ptr(),
-                    (k, 1),
-                )
-            };
+            let mut dx = par_zeros(rows * k);
+            linear_dx_into(g, o, &mut dx, (rows, n, k));
             dx
         }
         LinearGrad::Dw => {
-            let mut dw = vec![T::zero(); n * k];
-            // SAFETY: g^T is n x rows (row stride 1, column stride n) inside g; x is rows x k
-            // (row stride k).
-            unsafe {
-                par_gemm(
-                    (n, k, rows),
-                    &mut dw,
-                    false,
-                    g.as_ptr(),
-                    (1, n),
-                    o.as_ptr(),
-                    (k, 1),
-                )
-            };
+            let mut dw = par_zeros(n * k);
+            linear_dw_into(g, o, &mut dw, (rows, n, k));
             dw
         }
     }
+}
+
+/// `dx (rows x k) = g (rows x n) W (n x k)`.
+pub(crate) fn linear_dx_into<T: Real>(
+    g: &[T],
+    w: &[T],
+    dx: &mut [T],
+    (rows, n, k): (usize, usize, usize),
+) {
+    assert!(g.len() >= rows * n && w.len() >= n * k && dx.len() >= rows * k);
+    // SAFETY: g is rows x n (row stride n), W is n x k (row stride k), both in bounds (asserted);
+    // dx is a distinct `&mut`.
+    unsafe {
+        par_gemm(
+            (rows, k, n),
+            dx,
+            false,
+            g.as_ptr(),
+            (n, 1),
+            w.as_ptr(),
+            (k, 1),
+        )
+    };
+}
+
+/// `dw (n x k) = g^T (n x rows) x (rows x k)`.
+pub(crate) fn linear_dw_into<T: Real>(
+    g: &[T],
+    x: &[T],
+    dw: &mut [T],
+    (rows, n, k): (usize, usize, usize),
+) {
+    assert!(g.len() >= rows * n && x.len() >= rows * k && dw.len() >= n * k);
+    // SAFETY: g^T is n x rows (row stride 1, column stride n) inside g; x is rows x k (row
+    // stride k); both in bounds (asserted); dw is a distinct `&mut`.
+    unsafe {
+        par_gemm(
+            (n, k, rows),
+            dw,
+            false,
+            g.as_ptr(),
+            (1, n),
+            x.as_ptr(),
+            (k, 1),
+        )
+    };
 }
 
 impl CustomOp2 for LinearGrad {
@@ -425,6 +483,18 @@ impl CustomOp3 for LinearOp {
 struct ColumnSum;
 
 fn column_sum<T: Real>(g: &[T], n: usize) -> Vec<T> {
+    let mut out = vec![T::zero(); n];
+    column_sum_into(g, &mut out);
+    out
+}
+
+/// `out[j] = sum_i g[i, j]` for `g` `[.., out.len()]` (f64 accumulation, parallel over row
+/// blocks).
+pub(crate) fn column_sum_into<T: Real>(g: &[T], out: &mut [T]) {
+    let n = out.len();
+    if n == 0 {
+        return;
+    }
     let rows_per = (CHUNK / n).max(1) * n;
     let acc = g
         .par_chunks(rows_per)
@@ -446,7 +516,9 @@ fn column_sum<T: Real>(g: &[T], n: usize) -> Vec<T> {
                 a
             },
         );
-    acc.into_iter().map(T::from_f64).collect()
+    for (o, a) in out.iter_mut().zip(acc) {
+        *o = T::from_f64(a);
+    }
 }
 
 impl CustomOp1 for ColumnSum {
@@ -572,7 +644,7 @@ struct MaskedMseBwd {
 fn masked_mse_bwd<T: Real>(p: &[T], t: &[T], m: &[T], n: usize, g: f64) -> Vec<T> {
     let k: f64 = m.iter().map(|v| v.to_f64()).sum();
     let c = 2.0 * g / (k.max(1.0) * n as f64);
-    let mut out = vec![T::zero(); p.len()];
+    let mut out = par_zeros(p.len());
     out.par_chunks_mut(n * 64)
         .zip(
             p.par_chunks(n * 64)
@@ -665,7 +737,7 @@ struct MaskAndAdd {
 fn mask_add_rows<T: Real>(x: &[T], tok: &[T], pos: &[T], mask: Option<&[f64]>, d: usize) -> Vec<T> {
     let n_pos = pos.len();
     let one = T::from_f64(1.0);
-    let mut out = vec![T::zero(); x.len()];
+    let mut out = par_zeros(x.len());
     out.par_chunks_mut(d)
         .zip(x.par_chunks(d))
         .enumerate()

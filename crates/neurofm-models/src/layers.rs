@@ -4,7 +4,7 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{Init, Linear, VarBuilder};
 
-use crate::{attention, fused, ops};
+use crate::{attention, block, fused, ops};
 
 /// A linear layer `y = x W^T + b` with weight `[out, in]` (PyTorch layout), initialized
 /// like `nn.Linear` (uniform in ±1/sqrt(in)).
@@ -124,13 +124,15 @@ impl Module for Mlp {
     }
 }
 
-/// Pre-norm transformer block: `x + attn(norm1(x))`, then `x + mlp(norm2(x))`.
+/// Pre-norm transformer block: `x + attn(norm1(x))`, then `x + mlp(norm2(x))`. On the CPU
+/// the whole block is one graph node ([`crate::block`]); elsewhere a composition of its layers.
 #[derive(Debug, Clone)]
 pub struct Block {
     norm1: LayerNorm,
     attn: Attention,
     norm2: LayerNorm,
     mlp: Mlp,
+    spec: BlockSpec,
 }
 
 /// Shape of one transformer block.
@@ -151,12 +153,46 @@ impl Block {
             attn: Attention::new(s.dim, s.n_heads, s.qkv_bias, s.causal, vb.pp("attn"))?,
             norm2: LayerNorm::new(s.dim, s.eps, vb.pp("norm2"))?,
             mlp: Mlp::new(s.dim, s.mlp_dim, vb.pp("mlp"))?,
+            spec: s,
         })
+    }
+
+    /// The parameters in the order [`crate::block`] concatenates them, or `None` when a layer
+    /// has no bias where the fused block expects one.
+    fn params(&self) -> Option<Vec<&Tensor>> {
+        let (qkv, proj) = (&self.attn.qkv, &self.attn.proj);
+        let (fc1, fc2) = (&self.mlp.fc1, &self.mlp.fc2);
+        let mut p = vec![&self.norm1.weight, &self.norm1.bias, qkv.weight()];
+        if self.spec.qkv_bias {
+            p.push(qkv.bias()?);
+        }
+        p.extend([
+            proj.weight(),
+            proj.bias()?,
+            &self.norm2.weight,
+            &self.norm2.bias,
+        ]);
+        p.extend([fc1.weight(), fc1.bias()?, fc2.weight(), fc2.bias()?]);
+        Some(p)
     }
 }
 
 impl Module for Block {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if ops::fused_on(x) && x.rank() == 3 {
+            if let Some(params) = self.params() {
+                let s = self.spec;
+                let spec = block::Spec {
+                    dim: s.dim,
+                    heads: s.n_heads,
+                    mlp_dim: s.mlp_dim,
+                    qkv_bias: s.qkv_bias,
+                    causal: s.causal,
+                    eps: s.eps,
+                };
+                return block::fused_block(x, &params, spec);
+            }
+        }
         let x = (x + self.attn.forward(&self.norm1.forward(x)?)?)?;
         &x + self.mlp.forward(&self.norm2.forward(&x)?)?
     }

@@ -14,6 +14,7 @@
 
 pub mod adamw;
 pub mod attention;
+mod block;
 pub mod error;
 pub mod fused;
 pub mod gpt;

@@ -43,7 +43,7 @@ pub(crate) fn fused_on(x: &Tensor) -> bool {
 }
 
 /// The float types the CPU kernels run on.
-pub(crate) trait Real: Copy + Send + Sync + 'static {
+pub(crate) trait Real: Copy + Send + Sync + Default + 'static {
     fn zero() -> Self;
     fn from_f64(v: f64) -> Self;
     fn to_f64(self) -> f64;
@@ -53,11 +53,43 @@ pub(crate) trait Real: Copy + Send + Sync + 'static {
     fn mul(self, o: Self) -> Self;
     fn div(self, o: Self) -> Self;
     fn max(self, o: Self) -> Self;
+    /// `c (m x n) = beta c + a (m x k) b (k x n)`, single-threaded (`matrixmultiply`'s
+    /// `sgemm` / `dgemm`); `(rs, cs)` are the row and column strides of each operand, in
+    /// elements. With `beta` zero `c` is only written.
+    ///
+    /// # Safety
+    /// Every element addressed through the strides (`i < m, j < k` of `a`, `i < k, j < n` of
+    /// `b`, `i < m, j < n` of `c`) must lie inside the allocation its pointer points into; `c`
+    /// must not overlap `a` or `b`, and nothing else may access it during the call.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn matmul(
+        mkn: (usize, usize, usize),
+        a: *const Self,
+        a_strides: (isize, isize),
+        b: *const Self,
+        b_strides: (isize, isize),
+        beta: Self,
+        c: *mut Self,
+        c_strides: (isize, isize),
+    );
 }
 
 macro_rules! impl_real {
-    ($t:ty) => {
+    ($t:ty, $gemm:path) => {
         impl Real for $t {
+            unsafe fn matmul(
+                (m, k, n): (usize, usize, usize),
+                a: *const Self,
+                (rsa, csa): (isize, isize),
+                b: *const Self,
+                (rsb, csb): (isize, isize),
+                beta: Self,
+                c: *mut Self,
+                (rsc, csc): (isize, isize),
+            ) {
+                // SAFETY: the caller's contract is the one the function documents.
+                unsafe { $gemm(m, k, n, 1.0, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc) }
+            }
             #[inline]
             fn zero() -> Self {
                 0.0
@@ -97,8 +129,8 @@ macro_rules! impl_real {
         }
     };
 }
-impl_real!(f32);
-impl_real!(f64);
+impl_real!(f32, matrixmultiply::sgemm);
+impl_real!(f64, matrixmultiply::dgemm);
 
 /// The elements of a contiguous CPU tensor's storage (`op` names the op in the error).
 pub(crate) fn contiguous<'a, T>(s: &'a [T], l: &Layout, op: &str) -> Result<&'a [T]> {
@@ -108,6 +140,25 @@ pub(crate) fn contiguous<'a, T>(s: &'a [T], l: &Layout, op: &str) -> Result<&'a 
         }),
         None => bail!("{op}: input has to be contiguous"),
     }
+}
+
+/// `n` zeros, written in parallel chunks. A `vec![0.0; n]` is zeroed by the allocating thread
+/// alone (glibc's `calloc` clears reused heap memory with `memset`, and fresh pages fault in
+/// one at a time); for the activation-sized buffers of a training step that serial clearing
+/// left the other cores idle for a tenth of the step.
+pub(crate) fn par_zeros<T: Copy + Send + Sync + Default>(n: usize) -> Vec<T> {
+    const CHUNK: usize = 1 << 15;
+    let mut v = Vec::with_capacity(n);
+    v.spare_capacity_mut()[..n]
+        .par_chunks_mut(CHUNK)
+        .for_each(|c| {
+            c.iter_mut().for_each(|x| {
+                x.write(T::default());
+            })
+        });
+    // SAFETY: the capacity is at least n and the loop above initialized elements 0..n.
+    unsafe { v.set_len(n) };
+    v
 }
 
 /// The dtype dispatch of the CPU kernels. `float_kernel!(name, [s1 @ l1 => x, ...], body)`
@@ -155,7 +206,7 @@ struct ScaledSoftmax {
 }
 
 fn softmax_rows<T: Real>(src: &[T], n: usize, scale: f64, causal: bool) -> Vec<T> {
-    let mut dst = vec![T::zero(); src.len()];
+    let mut dst = par_zeros(src.len());
     let scale = T::from_f64(scale);
     dst.par_chunks_mut(n)
         .zip(src.par_chunks(n))
@@ -207,7 +258,7 @@ struct SoftmaxBwd {
 }
 
 fn softmax_bwd_rows<T: Real>(y: &[T], g: &[T], n: usize, scale: f64) -> Vec<T> {
-    let mut dx = vec![T::zero(); y.len()];
+    let mut dx = par_zeros(y.len());
     let scale = T::from_f64(scale);
     dx.par_chunks_mut(n)
         .zip(y.par_chunks(n).zip(g.par_chunks(n)))
@@ -336,15 +387,21 @@ fn row_stats<T: Real>(x: &[T], eps: f64) -> (T, T) {
 }
 
 fn layer_norm_rows<T: Real>(x: &[T], w: &[T], b: &[T], eps: f64) -> Vec<T> {
+    let mut y = par_zeros(x.len());
+    layer_norm_into(x, w, b, eps, &mut y);
+    y
+}
+
+/// Layer norm of the rows of `x` (`[.., w.len()]`) into `y`, in parallel over rows.
+pub(crate) fn layer_norm_into<T: Real>(x: &[T], w: &[T], b: &[T], eps: f64, y: &mut [T]) {
     let n = w.len();
-    let mut y = vec![T::zero(); x.len()];
+    assert!(n > 0 && b.len() == n && y.len() == x.len());
     y.par_chunks_mut(n).zip(x.par_chunks(n)).for_each(|(y, x)| {
         let (mean, rstd) = row_stats(x, eps);
         for (((o, &v), &w), &b) in y.iter_mut().zip(x).zip(w).zip(b) {
             *o = v.sub(mean).mul(rstd).mul(w).add(b);
         }
     });
-    y
 }
 
 impl CustomOp3 for LayerNormOp {
@@ -405,53 +462,83 @@ struct LayerNormBwd {
 fn layer_norm_bwd_rows<T: Real>(x: &[T], w: &[T], g: &[T], eps: f64) -> Vec<T> {
     let n = w.len();
     let rows = x.len() / n;
-    let mut out = vec![T::zero(); (rows + 2) * n];
+    let mut out = par_zeros((rows + 2) * n);
     let (dx, dwdb) = out.split_at_mut(rows * n);
+    let (dw, db) = dwdb.split_at_mut(n);
+    layer_norm_bwd_into(x, w, g, eps, None, dx, dw, db);
+    out
+}
+
+/// Backward pass of the layer norm of the rows of `x` (`[.., w.len()]`) for the output gradient
+/// `g`: `dx = [resid] + d(loss)/dx` (`resid`, when given, is added in the same pass), and the
+/// weight and bias gradients `dw`, `db` (`[w.len()]`, accumulated in f64).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn layer_norm_bwd_into<T: Real>(
+    x: &[T],
+    w: &[T],
+    g: &[T],
+    eps: f64,
+    resid: Option<&[T]>,
+    dx: &mut [T],
+    dw: &mut [T],
+    db: &mut [T],
+) {
+    let n = w.len();
+    assert!(n > 0 && g.len() == x.len() && dx.len() == x.len());
+    assert!(dw.len() == n && db.len() == n && resid.is_none_or(|r| r.len() == x.len()));
     let inv_n = T::from_f64(1.0 / n as f64);
+    let row = |(dx, (x, g)): (&mut [T], (&[T], &[T])),
+               res: Option<&[T]>,
+               dw: &mut [f64],
+               db: &mut [f64]| {
+        let (mean, rstd) = row_stats(x, eps);
+        let mut sum_gw = T::zero();
+        let mut sum_gwx = T::zero();
+        for (((&xv, &gv), &wv), (dwv, dbv)) in
+            x.iter().zip(g).zip(w).zip(dw.iter_mut().zip(db.iter_mut()))
+        {
+            let xhat = xv.sub(mean).mul(rstd);
+            let gw = gv.mul(wv);
+            sum_gw = sum_gw.add(gw);
+            sum_gwx = sum_gwx.add(gw.mul(xhat));
+            *dwv += gv.mul(xhat).to_f64();
+            *dbv += gv.to_f64();
+        }
+        let m_gw = sum_gw.mul(inv_n);
+        let m_gwx = sum_gwx.mul(inv_n);
+        for (((o, &xv), &gv), &wv) in dx.iter_mut().zip(x).zip(g).zip(w) {
+            let xhat = xv.sub(mean).mul(rstd);
+            *o = rstd.mul(gv.mul(wv).sub(m_gw).sub(xhat.mul(m_gwx)));
+        }
+        if let Some(r) = res {
+            dx.iter_mut().zip(r).for_each(|(o, &r)| *o = o.add(r));
+        }
+    };
+    let init = || (vec![0.0f64; n], vec![0.0f64; n]);
     let (dw_acc, db_acc) = dx
         .par_chunks_mut(n)
         .zip(x.par_chunks(n).zip(g.par_chunks(n)))
-        .fold(
-            || (vec![0.0f64; n], vec![0.0f64; n]),
-            |(mut dw, mut db), (dx, (x, g))| {
-                let (mean, rstd) = row_stats(x, eps);
-                let mut sum_gw = T::zero();
-                let mut sum_gwx = T::zero();
-                for (((&xv, &gv), &wv), (dwv, dbv)) in
-                    x.iter().zip(g).zip(w).zip(dw.iter_mut().zip(db.iter_mut()))
-                {
-                    let xhat = xv.sub(mean).mul(rstd);
-                    let gw = gv.mul(wv);
-                    sum_gw = sum_gw.add(gw);
-                    sum_gwx = sum_gwx.add(gw.mul(xhat));
-                    *dwv += gv.mul(xhat).to_f64();
-                    *dbv += gv.to_f64();
-                }
-                let m_gw = sum_gw.mul(inv_n);
-                let m_gwx = sum_gwx.mul(inv_n);
-                for (((o, &xv), &gv), &wv) in dx.iter_mut().zip(x).zip(g).zip(w) {
-                    let xhat = xv.sub(mean).mul(rstd);
-                    *o = rstd.mul(gv.mul(wv).sub(m_gw).sub(xhat.mul(m_gwx)));
-                }
-                (dw, db)
-            },
-        )
-        .reduce(
-            || (vec![0.0f64; n], vec![0.0f64; n]),
-            |(mut a, mut b), (c, d)| {
-                a.iter_mut().zip(&c).for_each(|(a, c)| *a += c);
-                b.iter_mut().zip(&d).for_each(|(b, d)| *b += d);
-                (a, b)
-            },
-        );
-    let (dw, db) = dwdb.split_at_mut(n);
+        .enumerate()
+        .fold(init, |(mut dw, mut db), (i, args)| {
+            row(
+                args,
+                resid.map(|r| &r[i * n..(i + 1) * n]),
+                &mut dw,
+                &mut db,
+            );
+            (dw, db)
+        })
+        .reduce(init, |(mut a, mut b), (c, d)| {
+            a.iter_mut().zip(&c).for_each(|(a, c)| *a += c);
+            b.iter_mut().zip(&d).for_each(|(b, d)| *b += d);
+            (a, b)
+        });
     dw.iter_mut()
         .zip(&dw_acc)
         .for_each(|(o, &v)| *o = T::from_f64(v));
     db.iter_mut()
         .zip(&db_acc)
         .for_each(|(o, &v)| *o = T::from_f64(v));
-    out
 }
 
 impl CustomOp3 for LayerNormBwd {

@@ -203,17 +203,37 @@ fn mlp_gradients() -> Result<()> {
     module_check(&|vb| Ok(Box::new(Mlp::new(6, 10, vb)?)), &[2, 3, 6])
 }
 
+/// The block (on the CPU one fused graph node, `block.rs`): finite differences for every
+/// parameter and the input, with and without the qkv bias, causal or not; and the fused node
+/// against the composition of its layers (the path CUDA runs), output and every gradient.
 #[test]
 fn block_gradients() -> Result<()> {
-    let spec = BlockSpec {
-        dim: 8,
-        n_heads: 2,
-        mlp_dim: 16,
-        qkv_bias: true,
-        causal: false,
-        eps: 1e-5,
-    };
-    module_check(&|vb| Ok(Box::new(Block::new(spec, vb)?)), &[2, 4, 8])
+    for (qkv_bias, causal) in [(true, false), (false, true)] {
+        let spec = BlockSpec {
+            dim: 8,
+            n_heads: 2,
+            mlp_dim: 16,
+            qkv_bias,
+            causal,
+            eps: 1e-5,
+        };
+        module_check(&|vb| Ok(Box::new(Block::new(spec, vb)?)), &[2, 4, 8])?;
+        for dtype in [DType::F64, DType::F32] {
+            let vm = VarMap::new();
+            let block = Block::new(spec, VarBuilder::from_varmap(&vm, dtype, &Device::Cpu))?;
+            let x = var(&[3, 5, 8], 13, dtype)?;
+            let mut vars = vars_of(&vm)?;
+            vars.push(("input".into(), x.clone()));
+            let f = || probe_loss(&block.forward(x.as_tensor())?, 14);
+            let d = fused_vs_composed(&f, &vars)?;
+            let tol = if dtype == DType::F64 { 1e-5 } else { 1e-3 };
+            assert!(
+                d < tol,
+                "block {dtype:?} (qkv bias {qkv_bias}, causal {causal}): fused vs composed differ by {d:e}"
+            );
+        }
+    }
+    Ok(())
 }
 
 fn small_mae(fft: f64, decoder_depth: usize) -> MaeConfig {
