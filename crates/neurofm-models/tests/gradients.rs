@@ -519,7 +519,16 @@ fn fused_linear_gradients() -> Result<()> {
 fn fused_attention_equals_composed() -> Result<()> {
     for (dtype, tol) in [(DType::F64, 1e-12), (DType::F32, 1e-4)] {
         for causal in [false, true] {
-            for (b, l, heads, dh) in [(2, 5, 2, 3), (3, 17, 4, 8), (1, 1, 1, 4), (2, 6, 3, 1)] {
+            // 150 and 128 tokens: several blocks of query rows (64), the last one partial or not.
+            let shapes = [
+                (2, 5, 2, 3),
+                (3, 17, 4, 8),
+                (1, 1, 1, 4),
+                (2, 6, 3, 1),
+                (2, 150, 2, 4),
+                (1, 128, 1, 5),
+            ];
+            for (b, l, heads, dh) in shapes {
                 let vm = VarMap::new();
                 let vb = VarBuilder::from_varmap(&vm, dtype, &Device::Cpu);
                 let att = Attention::new(heads * dh, heads, true, causal, vb)?;
