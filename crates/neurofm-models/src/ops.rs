@@ -369,19 +369,30 @@ struct LayerNormOp {
     eps: f64,
 }
 
+/// `sum f(x[i])` in f64 with eight interleaved partial sums: independent adds the compiler
+/// can keep in vector registers, where one running sum waits for each add in turn.
+#[inline(always)]
+fn sum8<T: Copy>(x: &[T], f: impl Fn(T) -> f64) -> f64 {
+    let mut acc = [0.0f64; 8];
+    let mut chunks = x.chunks_exact(8);
+    for c in &mut chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a += f(v);
+        }
+    }
+    let tail: f64 = chunks.remainder().iter().map(|&v| f(v)).sum();
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+}
+
+/// Mean and `1 / sqrt(var + eps)` of one row (two passes, f64 accumulation).
 #[inline]
 fn row_stats<T: Real>(x: &[T], eps: f64) -> (T, T) {
     let n = x.len() as f64;
-    let mut s = 0.0f64;
-    for &v in x {
-        s += v.to_f64();
-    }
-    let mean = s / n;
-    let mut ss = 0.0f64;
-    for &v in x {
+    let mean = sum8(x, |v| v.to_f64()) / n;
+    let ss = sum8(x, |v| {
         let d = v.to_f64() - mean;
-        ss += d * d;
-    }
+        d * d
+    });
     let rstd = 1.0 / (ss / n + eps).sqrt();
     (T::from_f64(mean), T::from_f64(rstd))
 }
@@ -492,20 +503,26 @@ pub(crate) fn layer_norm_bwd_into<T: Real>(
                dw: &mut [f64],
                db: &mut [f64]| {
         let (mean, rstd) = row_stats(x, eps);
-        let mut sum_gw = T::zero();
-        let mut sum_gwx = T::zero();
-        for (((&xv, &gv), &wv), (dwv, dbv)) in
-            x.iter().zip(g).zip(w).zip(dw.iter_mut().zip(db.iter_mut()))
+        // Eight interleaved partial sums of g w and g w xhat (see `sum8`).
+        let mut acc_gw = [T::zero(); 8];
+        let mut acc_gwx = [T::zero(); 8];
+        for (i, (((&xv, &gv), &wv), (dwv, dbv))) in x
+            .iter()
+            .zip(g)
+            .zip(w)
+            .zip(dw.iter_mut().zip(db.iter_mut()))
+            .enumerate()
         {
             let xhat = xv.sub(mean).mul(rstd);
             let gw = gv.mul(wv);
-            sum_gw = sum_gw.add(gw);
-            sum_gwx = sum_gwx.add(gw.mul(xhat));
+            acc_gw[i % 8] = acc_gw[i % 8].add(gw);
+            acc_gwx[i % 8] = acc_gwx[i % 8].add(gw.mul(xhat));
             *dwv += gv.mul(xhat).to_f64();
             *dbv += gv.to_f64();
         }
-        let m_gw = sum_gw.mul(inv_n);
-        let m_gwx = sum_gwx.mul(inv_n);
+        let total = |a: [T; 8]| a.iter().fold(T::zero(), |s, &v| s.add(v));
+        let m_gw = total(acc_gw).mul(inv_n);
+        let m_gwx = total(acc_gwx).mul(inv_n);
         for (((o, &xv), &gv), &wv) in dx.iter_mut().zip(x).zip(g).zip(w) {
             let xhat = xv.sub(mean).mul(rstd);
             *o = rstd.mul(gv.mul(wv).sub(m_gw).sub(xhat.mul(m_gwx)));
