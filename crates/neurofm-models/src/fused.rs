@@ -363,19 +363,58 @@ pub(crate) fn linear_dw_into<T: Real>(
     (rows, n, k): (usize, usize, usize),
 ) {
     assert!(g.len() >= rows * n && x.len() >= rows * k && dw.len() >= n * k);
-    // SAFETY: g^T is n x rows (row stride 1, column stride n) inside g; x is rows x k (row
-    // stride k); both in bounds (asserted); dw is a distinct `&mut`.
-    unsafe {
-        par_gemm(
-            (n, k, rows),
-            dw,
-            false,
-            g.as_ptr(),
-            (1, n),
-            x.as_ptr(),
-            (k, 1),
-        )
-    };
+    let threads = rayon::current_num_threads().max(1);
+    if threads < 2 || rows < 2 * threads * 64 || n * k == 0 {
+        // SAFETY: g^T is n x rows (row stride 1, column stride n) inside g; x is rows x k (row
+        // stride k); both in bounds (asserted); dw is a distinct `&mut`.
+        unsafe {
+            par_gemm(
+                (n, k, rows),
+                dw,
+                false,
+                g.as_ptr(),
+                (1, n),
+                x.as_ptr(),
+                (k, 1),
+            )
+        };
+        return;
+    }
+    // Split the sum over rows instead of the rows of dw: each thread multiplies its own block
+    // of rows of g and x (so each packs only its part of x, where splitting dw's rows had every
+    // thread pack all of x), the first into dw, the others into buffers added in afterwards.
+    let block = rows.div_ceil(threads);
+    let mut partials: Vec<Vec<T>> = (1..threads).map(|_| par_zeros(n * k)).collect();
+    let dw = &mut dw[..n * k];
+    let mut outs: Vec<&mut [T]> = Vec::with_capacity(threads);
+    outs.push(dw);
+    outs.extend(partials.iter_mut().map(|p| p.as_mut_slice()));
+    outs.into_par_iter().enumerate().for_each(|(i, out)| {
+        let r0 = (i * block).min(rows);
+        let r = block.min(rows - r0);
+        // SAFETY: rows r0..r0 + r of g (n wide) and x (k wide) are in bounds (asserted above);
+        // g^T of the block is n x r with row stride 1 and column stride n; out is this task's
+        // own n x k buffer. With r = 0 the product writes zeros.
+        unsafe {
+            T::matmul(
+                (n, r, k),
+                g[r0 * n..].as_ptr(),
+                (1, n as isize),
+                x[r0 * k..].as_ptr(),
+                (k as isize, 1),
+                T::zero(),
+                out.as_mut_ptr(),
+                (k as isize, 1),
+            )
+        };
+    });
+    dw.par_chunks_mut(CHUNK).enumerate().for_each(|(c, d)| {
+        for p in &partials {
+            for (o, &v) in d.iter_mut().zip(&p[c * CHUNK..]) {
+                *o = o.add(v);
+            }
+        }
+    });
 }
 
 impl CustomOp2 for LinearGrad {
