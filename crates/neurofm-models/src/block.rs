@@ -4,10 +4,11 @@
 //! [`crate::layers::Block`]. The per-op path (fused layer norm, linear, attention and GELU
 //! nodes, two residual adds) leaves candle's backward pass ten nodes per block to visit, and for
 //! every input of every node it zero-fills a gradient buffer and adds the node's gradient into
-//! it, on the calling thread (measured on the base MAE: a fifth of the backward pass's time
-//! outside the matrix products). Here candle sees one node with two inputs: the block input `x`
-//! `[B, L, D]` and the block's parameters concatenated into one vector (`Tensor::cat` of the
-//! flattened weights; its backward pass hands each parameter its slice of the gradient).
+//! it, on the calling thread while the worker threads wait (on the base MAE the step used
+//! 1.72-1.78 of 2 cores; BENCHMARKS.md, "Train step"). Here candle sees one node with two
+//! inputs: the block input `x` `[B, L, D]` and the block's parameters concatenated into one
+//! vector (`Tensor::cat` of the flattened weights; its backward pass hands each parameter its
+//! slice of the gradient).
 //!
 //! The forward pass keeps what the backward pass reads: the two layer-norm outputs, the `qkv`
 //! projection, the attention output and its log-sum-exp rows, `x1`, the MLP's pre-activation
