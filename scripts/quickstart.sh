@@ -15,7 +15,11 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 cargo build --release --locked -p neurofm
-bin="$root/target/release/neurofm"
+# The binary cargo just built: under $CARGO_TARGET_DIR when that is set (relative to the
+# repository root, where cargo ran), else under target/.
+target="${CARGO_TARGET_DIR:-target}"
+case "$target" in /*) ;; *) target="$root/$target" ;; esac
+bin="$target/release/neurofm"
 if [ ! -f data/synth/manifest.json ]; then
   "$bin" synth --out data/synth
 fi

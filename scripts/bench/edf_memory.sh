@@ -36,6 +36,6 @@ with open(path, "wb") as out:
                                dtype="<i2").tobytes())
 PY
 ls -l "$F" | awk '{printf "file: %.2f GiB\n", $5 / 1073741824}'
-/usr/bin/time -v target/release/examples/read_all --block-seconds 10 "$F" 2> "$TMP/time.txt"
+/usr/bin/time -v "${CARGO_TARGET_DIR:-target}/release/examples/read_all" --block-seconds 10 "$F" 2> "$TMP/time.txt"
 grep -E "Maximum resident set size|Elapsed" "$TMP/time.txt"
 awk '/Maximum resident set size/ {printf "peak RSS: %.1f MiB\n", $6 / 1024}' "$TMP/time.txt"
