@@ -779,6 +779,17 @@ impl Store {
         self.view_entry(e)
     }
 
+    /// Where recording `i`'s `data` tensor lies in its file, for reading many windows with
+    /// positioned reads ([`DataLayout::window_into`]) instead of mapping the file for each.
+    pub fn data_layout(&self, i: usize) -> Result<DataLayout, StoreError> {
+        let view = self.view_index(i)?;
+        Ok(DataLayout {
+            path: view.file.path.clone(),
+            shape: view.shape.clone(),
+            offset: view.offset,
+        })
+    }
+
     fn view_entry(&self, e: &Entry) -> Result<RecordingView, StoreError> {
         let path = self.root.join(&e.path);
         let file = TensorFile::open(&path)?;
@@ -1283,6 +1294,73 @@ impl TensorFile {
     }
 }
 
+/// The place of one recording's `data` tensor (`[channels, samples]`) in its file, checked
+/// once ([`Store::data_layout`]): a data loader reads window after window through it with
+/// positioned reads. Mapping the file for every window, as [`RecordingView`] does, spent most
+/// of the loader's time in the kernel (mapping, page faults, unmapping and the TLB shootdowns
+/// that come with it).
+#[derive(Debug, Clone)]
+pub struct DataLayout {
+    path: PathBuf,
+    shape: Vec<usize>,
+    offset: usize,
+}
+
+impl DataLayout {
+    /// `[channels, samples]` (or the tensor's shape for other modalities).
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// Samples `[start, start + len)` of every channel into `out` (`[channels, len]`), read
+    /// from the file (one positioned read per channel). A file that is shorter than its header
+    /// says fails naming the file.
+    pub fn window_into(&self, start: usize, len: usize, out: &mut [f32]) -> Result<(), StoreError> {
+        let (c, t) = match self.shape.as_slice() {
+            [c, t] => (*c, *t),
+            _ => {
+                return Err(StoreError::DataFile {
+                    path: self.path.clone(),
+                    reason: "window_into() needs a [channels, samples] tensor".into(),
+                })
+            }
+        };
+        if start.checked_add(len).is_none_or(|e| e > t) || out.len() != c * len {
+            return Err(StoreError::DataFile {
+                path: self.path.clone(),
+                reason: format!(
+                    "window [{start}, {}) of {t} samples into a buffer of {} (need {})",
+                    start.saturating_add(len),
+                    out.len(),
+                    c * len
+                ),
+            });
+        }
+        let f = File::open(&self.path).map_err(|e| StoreError::DataFile {
+            path: self.path.clone(),
+            reason: format!("cannot open: {e}"),
+        })?;
+        for (ch, dst) in out.chunks_exact_mut(len.max(1)).enumerate().take(c) {
+            let at = (self.offset + (ch * t + start) * 4) as u64;
+            f.read_exact_at(bytemuck::cast_slice_mut(dst), at)
+                .map_err(|e| StoreError::DataFile {
+                    path: self.path.clone(),
+                    reason: format!(
+                        "reading channel {ch}, samples {start}..{}: {e}",
+                        start + len
+                    ),
+                })?;
+        }
+        // The file is little-endian f32.
+        if cfg!(target_endian = "big") {
+            for v in out.iter_mut() {
+                *v = f32::from_bits(u32::from_le(v.to_bits()));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A memory-mapped view of one recording's `data` tensor.
 #[derive(Debug)]
 pub struct RecordingView {
@@ -1422,6 +1500,35 @@ mod tests {
             Value::from("rest")
         );
         assert!(v.window(998, 5).is_err());
+    }
+
+    #[test]
+    fn data_layout_reads_the_same_windows_as_the_view() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::create(dir.path()).unwrap();
+        let r = rec("03", "1", 3, 500);
+        let id = s.add(&r, NewEntry::default()).unwrap();
+        let layout = s.data_layout(0).unwrap();
+        let view = s.view(&id).unwrap();
+        assert_eq!(layout.shape(), &[3, 500]);
+        for (start, len) in [(0, 500), (10, 7), (493, 7), (250, 0)] {
+            let mut a = vec![f32::NAN; 3 * len];
+            layout.window_into(start, len, &mut a).unwrap();
+            assert_eq!(a, view.window(start, len).unwrap(), "window {start}+{len}");
+        }
+        let mut out = vec![0f32; 3 * 8];
+        assert!(layout.window_into(493, 8, &mut out).is_err());
+        assert!(layout.window_into(0, 7, &mut out).is_err());
+        // A data file cut short after the layout was taken: an error naming the file.
+        let path = dir.path().join(&s.entry(&id).unwrap().path);
+        let bytes = fs::read(&path).unwrap();
+        fs::write(&path, &bytes[..bytes.len() - 40]).unwrap();
+        let mut out = vec![0f32; 3 * 10];
+        let err = layout
+            .window_into(490, 10, &mut out)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(path.to_str().unwrap()), "{err}");
     }
 
     #[test]

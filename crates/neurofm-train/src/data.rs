@@ -1,7 +1,9 @@
 //! The store's windows as a [`WindowSource`]: windows of a [`WindowIndex`], optionally restricted
 //! to a subset of channels, read from the memory-mapped store.
 
-use neurofm_data::store::Store;
+use std::sync::OnceLock;
+
+use neurofm_data::store::{DataLayout, Store};
 use neurofm_data::window::WindowIndex;
 
 use crate::error::{Result, TrainError};
@@ -14,6 +16,9 @@ pub struct StoreWindows {
     /// Rows of the full window that the model sees, in order (None = all).
     rows: Option<Vec<usize>>,
     channel_names: Vec<String>,
+    /// Each recording's data layout, looked up on its first window (positioned reads after
+    /// that; no file mapping per window).
+    layouts: Vec<OnceLock<DataLayout>>,
 }
 
 impl StoreWindows {
@@ -51,11 +56,15 @@ impl StoreWindows {
                 (Some(rows), names)
             }
         };
+        let layouts = (0..store.entries().len())
+            .map(|_| OnceLock::new())
+            .collect();
         Ok(StoreWindows {
             store,
             index,
             rows,
             channel_names,
+            layouts,
         })
     }
 
@@ -70,6 +79,23 @@ impl StoreWindows {
     /// Channel names in model order.
     pub fn channel_names(&self) -> &[String] {
         &self.channel_names
+    }
+
+    /// The data layout of recording `entry` (window `i` names it in errors).
+    fn layout(&self, entry: usize, i: usize) -> Result<&DataLayout> {
+        let cell = self
+            .layouts
+            .get(entry)
+            .ok_or_else(|| TrainError::Data(format!("{}: no such recording", self.describe(i))))?;
+        if let Some(l) = cell.get() {
+            return Ok(l);
+        }
+        let l = self
+            .store
+            .data_layout(entry)
+            .map_err(|e| TrainError::Data(format!("{}: {e}", self.describe(i))))?;
+        // Another thread may have set it meanwhile: either value is the same layout.
+        Ok(cell.get_or_init(|| l))
     }
 
     /// The recipe hash shared by every entry (None when entries were not prepared or differ).
@@ -97,16 +123,21 @@ impl WindowSource for StoreWindows {
 
     fn read(&self, i: usize, out: &mut [f32]) -> Result<()> {
         let t = self.index.window_len;
+        let w =
+            self.index.windows.get(i).ok_or_else(|| {
+                TrainError::Data(format!("window {i} out of range ({})", self.len()))
+            })?;
+        let layout = self.layout(w.entry, i)?;
+        let read = |buf: &mut [f32]| {
+            layout
+                .window_into(w.start, w.len, buf)
+                .map_err(|e| TrainError::Data(format!("{}: {e}", self.describe(i))))
+        };
         match &self.rows {
-            None => self
-                .index
-                .read(&self.store, i, out)
-                .map_err(|e| TrainError::Data(format!("{}: {e}", self.describe(i)))),
+            None => read(out),
             Some(rows) => {
                 let mut full = vec![0f32; self.index.n_channels * t];
-                self.index
-                    .read(&self.store, i, &mut full)
-                    .map_err(|e| TrainError::Data(format!("{}: {e}", self.describe(i))))?;
+                read(&mut full)?;
                 for (dst, &r) in out.chunks_exact_mut(t.max(1)).zip(rows) {
                     let src = full
                         .get(r * t..(r + 1) * t)
