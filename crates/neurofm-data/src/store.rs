@@ -1294,6 +1294,38 @@ impl TensorFile {
     }
 }
 
+/// `(channels, samples)` of a `[channels, samples]` tensor, after checking that the window
+/// `[start, start + len)` lies inside it and that the output buffer holds `channels * len`
+/// values; the error names the file.
+fn check_window(
+    path: &Path,
+    shape: &[usize],
+    start: usize,
+    len: usize,
+    out_len: usize,
+) -> Result<(usize, usize), StoreError> {
+    let (c, t) = match shape {
+        [c, t] => (*c, *t),
+        _ => {
+            return Err(StoreError::DataFile {
+                path: path.to_path_buf(),
+                reason: "a window needs a [channels, samples] tensor".into(),
+            })
+        }
+    };
+    if start.checked_add(len).is_none_or(|e| e > t) || out_len != c * len {
+        return Err(StoreError::DataFile {
+            path: path.to_path_buf(),
+            reason: format!(
+                "window [{start}, {}) of {t} samples into a buffer of {out_len} (need {})",
+                start.saturating_add(len),
+                c * len
+            ),
+        });
+    }
+    Ok((c, t))
+}
+
 /// The place of one recording's `data` tensor (`[channels, samples]`) in its file, checked
 /// once ([`Store::data_layout`]): a data loader reads window after window through it with
 /// positioned reads. Mapping the file for every window, as [`RecordingView`] does, spent most
@@ -1316,26 +1348,7 @@ impl DataLayout {
     /// from the file (one positioned read per channel). A file that is shorter than its header
     /// says fails naming the file.
     pub fn window_into(&self, start: usize, len: usize, out: &mut [f32]) -> Result<(), StoreError> {
-        let (c, t) = match self.shape.as_slice() {
-            [c, t] => (*c, *t),
-            _ => {
-                return Err(StoreError::DataFile {
-                    path: self.path.clone(),
-                    reason: "window_into() needs a [channels, samples] tensor".into(),
-                })
-            }
-        };
-        if start.checked_add(len).is_none_or(|e| e > t) || out.len() != c * len {
-            return Err(StoreError::DataFile {
-                path: self.path.clone(),
-                reason: format!(
-                    "window [{start}, {}) of {t} samples into a buffer of {} (need {})",
-                    start.saturating_add(len),
-                    out.len(),
-                    c * len
-                ),
-            });
-        }
+        let (c, t) = check_window(&self.path, &self.shape, start, len, out.len())?;
         let f = File::open(&self.path).map_err(|e| StoreError::DataFile {
             path: self.path.clone(),
             reason: format!("cannot open: {e}"),
@@ -1396,26 +1409,7 @@ impl RecordingView {
     /// Copies samples `[start, start + len)` of every channel into `out` (`[channels, len]`),
     /// touching only those bytes of the file.
     pub fn window_into(&self, start: usize, len: usize, out: &mut [f32]) -> Result<(), StoreError> {
-        let (c, t) = match self.shape.as_slice() {
-            [c, t] => (*c, *t),
-            _ => {
-                return Err(StoreError::DataFile {
-                    path: self.file.path.clone(),
-                    reason: "window() needs a [channels, samples] tensor".into(),
-                })
-            }
-        };
-        if start.checked_add(len).is_none_or(|e| e > t) || out.len() != c * len {
-            return Err(StoreError::DataFile {
-                path: self.file.path.clone(),
-                reason: format!(
-                    "window [{start}, {}) of {t} samples into a buffer of {} (need {})",
-                    start.saturating_add(len),
-                    out.len(),
-                    c * len
-                ),
-            });
-        }
+        let (c, t) = check_window(&self.file.path, &self.shape, start, len, out.len())?;
         for ch in 0..c {
             let src = self.file.floats(self.offset + (ch * t + start) * 4, len);
             out[ch * len..(ch + 1) * len].copy_from_slice(&src);
