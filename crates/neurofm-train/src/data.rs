@@ -1,5 +1,5 @@
 //! The store's windows as a [`WindowSource`]: windows of a [`WindowIndex`], optionally restricted
-//! to a subset of channels, read from the memory-mapped store.
+//! to a subset of channels, read from the store's data files with positioned reads.
 
 use std::sync::OnceLock;
 
