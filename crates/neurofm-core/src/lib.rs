@@ -8,6 +8,7 @@ pub mod channels;
 pub mod error;
 pub mod neurons;
 pub mod recording;
+pub mod threads;
 
 pub use error::CoreError;
 pub use recording::{

@@ -179,6 +179,8 @@ fn median(v: &[f64]) -> f64 {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // as the neurofm CLI does: reuse freed tensors' memory instead of faulting in fresh pages
     neurofm_core::allocator::keep_freed_memory();
+    // and runs candle's element-wise ops on the calling thread (no second spinning pool)
+    neurofm_core::threads::candle_elementwise_on_caller();
     let args = parse_args()?;
     let cfg = MaeConfig::preset(&args.preset)?;
     if args.patches > cfg.max_patches {

@@ -63,6 +63,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
+    // candle's element-wise ops on the calling thread, not on a second spinning pool beside
+    // rayon's (before any thread starts: it sets an environment variable)
+    neurofm_core::threads::candle_elementwise_on_caller();
     // reuse freed buffers instead of faulting in fresh pages (file after file, step after step)
     neurofm_core::allocator::keep_freed_memory();
     let cli = Cli::parse();
