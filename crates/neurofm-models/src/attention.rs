@@ -281,18 +281,26 @@ enum Lse<'a> {
     Use(&'a [f64]),
 }
 
-/// Forward pass of one batch element: `x` `[L, 3D]` into `out` `[L, D]`.
+/// Forward pass of one batch element: `x` `[L, 3D]` into `out` `[L, D]`; with `keep` (`H x L x L`)
+/// the probabilities of every head are left there for the backward pass.
 fn forward_one<T: Elem>(
     x: &[T],
     out: &mut [T],
     lse: &mut [f64],
     dm: Dims,
     a: &Attn,
-    p: &mut Vec<T>,
+    scratch: &mut Vec<T>,
+    mut keep: Option<&mut [T]>,
 ) {
     let (l, d, dh) = (dm.len, dm.d(), dm.head_dim);
-    p.resize(l * l, T::ZERO);
+    if keep.is_none() {
+        scratch.resize(l * l, T::ZERO);
+    }
     for (h, lse) in lse.chunks_exact_mut(l).enumerate().take(dm.heads) {
+        let p: &mut [T] = match keep.as_deref_mut() {
+            Some(all) => &mut all[h * l * l..(h + 1) * l * l],
+            None => scratch,
+        };
         probabilities(x, dm, h, a, p, Lse::Store(lse));
         let v = x[2 * d + h * dh..].as_ptr();
         let o = out[h * dh..].as_mut_ptr();
@@ -314,7 +322,9 @@ fn forward_one<T: Elem>(
 }
 
 /// Backward pass of one batch element: `x` `[L, 3D]`, `g` = dL/d(out) `[L, D]` into
-/// `dx` `[L, 3D]`.
+/// `dx` `[L, 3D]`; `kept` is what the forward pass left in its `keep`, else the probabilities are
+/// recomputed from the log-sum-exp rows.
+#[allow(clippy::too_many_arguments)]
 fn backward_one<T: Elem>(
     x: &[T],
     g: &[T],
@@ -323,15 +333,24 @@ fn backward_one<T: Elem>(
     dm: Dims,
     a: &Attn,
     bufs: &mut (Vec<T>, Vec<T>),
+    kept: Option<&[T]>,
 ) {
     let (l, d, dh) = (dm.len, dm.d(), dm.head_dim);
     let rs = 3 * d;
-    let (p, dp) = bufs;
-    p.resize(l * l, T::ZERO);
+    let (scratch, dp) = bufs;
+    if kept.is_none() {
+        scratch.resize(l * l, T::ZERO);
+    }
     dp.resize(l * l, T::ZERO);
     let scale = T::from_f64(a.scale);
     for (h, lse) in lse.chunks_exact(l).enumerate().take(dm.heads) {
-        probabilities(x, dm, h, a, p, Lse::Use(lse));
+        let p: &[T] = match kept {
+            Some(all) => &all[h * l * l..(h + 1) * l * l],
+            None => {
+                probabilities(x, dm, h, a, scratch, Lse::Use(lse));
+                scratch
+            }
+        };
         let q = x[h * dh..].as_ptr();
         let k = x[d + h * dh..].as_ptr();
         let v = x[2 * d + h * dh..].as_ptr();
@@ -399,38 +418,73 @@ fn backward_one<T: Elem>(
 }
 
 /// The output `[B, L, D]` and the log-sum-exp of every probability row `[B, H, L]`.
-pub(crate) fn forward<T: Elem>(x: &[T], dm: Dims, a: &Attn) -> (Vec<T>, Vec<f64>) {
+pub(crate) fn forward<T: Elem>(x: &[T], dm: Dims, a: &Attn, keep: bool) -> Forward<T> {
     let (l, d) = (dm.len, dm.d());
     assert!(x.len() == dm.batch * l * 3 * d);
     let mut out = par_zeros(dm.batch * l * d);
     let mut lse = vec![0f64; dm.batch * dm.heads * l];
+    let per = dm.heads * l * l;
+    let mut probs = keep.then(|| par_zeros(dm.batch * per));
     if l == 0 || d == 0 {
-        return (out, lse);
+        return Forward { out, lse, probs };
     }
-    out.par_chunks_mut(l * d)
+    let work = out
+        .par_chunks_mut(l * d)
         .zip(lse.par_chunks_mut(dm.heads * l))
-        .zip(x.par_chunks(l * 3 * d))
-        .for_each_init(Vec::new, |p, ((o, lse), x)| {
-            forward_one(x, o, lse, dm, a, p)
-        });
-    (out, lse)
+        .zip(x.par_chunks(l * 3 * d));
+    match probs.as_mut() {
+        Some(pr) => work
+            .zip(pr.par_chunks_mut(per))
+            .for_each_init(Vec::new, |s, (((o, lse), x), p)| {
+                forward_one(x, o, lse, dm, a, s, Some(p))
+            }),
+        None => work.for_each_init(Vec::new, |s, ((o, lse), x)| {
+            forward_one(x, o, lse, dm, a, s, None)
+        }),
+    }
+    Forward { out, lse, probs }
 }
 
-pub(crate) fn backward<T: Elem>(x: &[T], g: &[T], lse: &[f64], dm: Dims, a: &Attn) -> Vec<T> {
+/// What [`forward`] returns: the output `[B, L, D]`, the log-sum-exp rows `[B, H, L]` and, when
+/// asked to keep them, the probabilities `[B, H, L, L]`.
+pub(crate) struct Forward<T> {
+    pub(crate) out: Vec<T>,
+    pub(crate) lse: Vec<f64>,
+    pub(crate) probs: Option<Vec<T>>,
+}
+
+pub(crate) fn backward<T: Elem>(
+    x: &[T],
+    g: &[T],
+    lse: &[f64],
+    probs: Option<&[T]>,
+    dm: Dims,
+    a: &Attn,
+) -> Vec<T> {
     let (l, d) = (dm.len, dm.d());
     assert!(x.len() == dm.batch * l * 3 * d && g.len() == dm.batch * l * d);
     assert!(lse.len() == dm.batch * dm.heads * l);
+    let per = dm.heads * l * l;
+    assert!(probs.is_none_or(|p| p.len() == dm.batch * per));
     let mut dx = par_zeros(dm.batch * l * 3 * d);
     if l == 0 || d == 0 {
         return dx;
     }
-    dx.par_chunks_mut(l * 3 * d)
+    let work = dx
+        .par_chunks_mut(l * 3 * d)
         .zip(x.par_chunks(l * 3 * d).zip(g.par_chunks(l * d)))
-        .zip(lse.par_chunks(dm.heads * l))
-        .for_each_init(
-            || (Vec::new(), Vec::new()),
-            |bufs, ((dx, (x, g)), lse)| backward_one(x, g, dx, lse, dm, a, bufs),
-        );
+        .zip(lse.par_chunks(dm.heads * l));
+    let bufs = || (Vec::new(), Vec::new());
+    match probs {
+        Some(pr) => work
+            .zip(pr.par_chunks(per))
+            .for_each_init(bufs, |b, (((dx, (x, g)), lse), p)| {
+                backward_one(x, g, dx, lse, dm, a, b, Some(p))
+            }),
+        None => work.for_each_init(bufs, |b, ((dx, (x, g)), lse)| {
+            backward_one(x, g, dx, lse, dm, a, b, None)
+        }),
+    }
     dx
 }
 
@@ -451,12 +505,12 @@ impl CustomOp1 for AttnOp {
         let name = self.name();
         let (out, lse) = match s {
             CpuStorage::F32(v) => {
-                let (o, lse) = forward(contiguous(v, l, name)?, dm, &self.a);
-                (CpuStorage::F32(o), lse)
+                let f = forward(contiguous(v, l, name)?, dm, &self.a, false);
+                (CpuStorage::F32(f.out), f.lse)
             }
             CpuStorage::F64(v) => {
-                let (o, lse) = forward(contiguous(v, l, name)?, dm, &self.a);
-                (CpuStorage::F64(o), lse)
+                let f = forward(contiguous(v, l, name)?, dm, &self.a, false);
+                (CpuStorage::F64(f.out), f.lse)
             }
             other => bail!("{name}: unsupported dtype {:?}", other.dtype()),
         };
@@ -515,7 +569,7 @@ impl CustomOp2 for AttnBwd {
         }
         let name = self.name();
         let out = float_kernel!(name, [s1 @ l1 => x, s2 @ l2 => g], {
-            backward(x, g, &self.lse, dm, &self.a)
+            backward(x, g, &self.lse, None, dm, &self.a)
         });
         Ok((out, l1.shape().clone()))
     }

@@ -113,6 +113,8 @@ struct Saved<T> {
     att: Vec<T>,
     /// Its log-sum-exp rows, `[B, H, L]`.
     lse: Vec<f64>,
+    /// Its probabilities `[B, H, L, L]`, where [`keep_probabilities`] says so.
+    probs: Option<Vec<T>>,
     /// `x + proj(att)`, `[rows, D]`.
     x1: Vec<T>,
     /// `norm2(x1)`, `[rows, D]`.
@@ -167,6 +169,17 @@ fn attn_of(spec: &Spec) -> Attn {
     }
 }
 
+/// Whether the forward pass keeps the attention probabilities for the backward pass, which then
+/// skips recomputing them from the log-sum-exp rows (a `Q K^T` product and an `exp` per score;
+/// on the 2-core benchmark machine the base MAE's step ~3% and the tiny one's ~2% faster, for
+/// 287 and 32 MiB more peak RSS: BENCHMARKS.md, "Train step"). They take `B H L^2` values
+/// against the `B L (7 D + 2 M)` the block saves anyway; they are kept while that at most
+/// triples the block's saved memory, so long sequences still recompute them, as flash
+/// attention does.
+fn keep_probabilities(spec: &Spec, dm: Dims) -> bool {
+    dm.heads * dm.len <= 2 * (7 * spec.dim + 2 * spec.mlp_dim)
+}
+
 fn forward<T: Num>(x: &[T], p: &[T], spec: &Spec, dm: Dims) -> (Vec<T>, Saved<T>) {
     let o = Offsets::new(spec);
     let (d, m) = (spec.dim, spec.mlp_dim);
@@ -184,7 +197,11 @@ fn forward<T: Num>(x: &[T], p: &[T], spec: &Spec, dm: Dims) -> (Vec<T>, Saved<T>
         &mut qkv,
         (rows, 3 * d, d),
     );
-    let (att, lse) = attention::forward(&qkv, dm, &attn_of(spec));
+    let attention::Forward {
+        out: att,
+        lse,
+        probs,
+    } = attention::forward(&qkv, dm, &attn_of(spec), keep_probabilities(spec, dm));
     let mut x1 = zeros(rows * d);
     let proj_b = Some(&p[o.proj_b.clone()]);
     linear_fwd_into(
@@ -223,6 +240,7 @@ fn forward<T: Num>(x: &[T], p: &[T], spec: &Spec, dm: Dims) -> (Vec<T>, Saved<T>
         qkv,
         att,
         lse,
+        probs,
         x1,
         ln2,
         h,
@@ -267,7 +285,8 @@ fn backward<T: Num>(x: &[T], p: &[T], g: &[T], s: &Saved<T>, spec: &Spec, dm: Di
     linear_dx_into(&dx1, &p[o.proj_w.clone()], &mut datt, (rows, d, d));
     linear_dw_into(&dx1, &s.att, &mut dp[o.proj_w.clone()], (rows, d, d));
     column_sum_into(&dx1, &mut dp[o.proj_b.clone()]);
-    let dqkv = attention::backward(&s.qkv, &datt, &s.lse, dm, &attn_of(spec));
+    let probs = s.probs.as_deref();
+    let dqkv = attention::backward(&s.qkv, &datt, &s.lse, probs, dm, &attn_of(spec));
     // qkv = qkv(ln1)
     let mut dln1 = datt;
     linear_dx_into(&dqkv, &p[o.qkv_w.clone()], &mut dln1, (rows, 3 * d, d));
