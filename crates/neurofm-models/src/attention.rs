@@ -31,8 +31,9 @@ use rayon::prelude::*;
 
 use std::sync::{Arc, Mutex};
 
-use crate::ops::{contiguous, float_kernel, par_zeros};
+use crate::ops::{as_uninit_mut, assume_init_mut, build, contiguous, float_kernel, par_zeros};
 use crate::vmath;
+use std::mem::MaybeUninit;
 
 /// Element types of the op.
 pub(crate) trait Elem: Copy + Send + Sync + Default + PartialOrd + 'static {
@@ -234,10 +235,21 @@ unsafe fn matmul<T: Elem>(
 /// The forward pass (`lse` = `Store`) normalizes each row by its sum and keeps
 /// `logsumexp = max + ln(sum)` of the row; the backward pass (`Use`) gets the probabilities back
 /// in one pass as `exp(s - logsumexp)`.
-fn probabilities<T: Elem>(x: &[T], dm: Dims, h: usize, a: &Attn, p: &mut [T], lse: Lse<'_>) {
+///
+/// `p` may be uninitialized: the product writes all of its first `l * l` elements (the `gemm`
+/// crate's product with `read_dst` false does not read the destination; the debug-build NaN
+/// fill of [`build`] would show it if it did), and the initialized view of them is returned.
+fn probabilities<'p, T: Elem>(
+    x: &[T],
+    dm: Dims,
+    h: usize,
+    a: &Attn,
+    p: &'p mut [MaybeUninit<T>],
+    lse: Lse<'_>,
+) -> &'p mut [T] {
     let (l, d, dh) = (dm.len, dm.d(), dm.head_dim);
     let rs = 3 * d;
-    debug_assert!(x.len() >= l * rs && p.len() >= l * l);
+    assert!(x.len() >= l * rs && p.len() >= l * l);
     let q = x[h * dh..].as_ptr();
     let k = x[d + h * dh..].as_ptr();
     let scale = T::from_f64(a.scale);
@@ -246,7 +258,7 @@ fn probabilities<T: Elem>(x: &[T], dm: Dims, h: usize, a: &Attn, p: &mut [T], ls
     unsafe {
         matmul(
             (l, l, dh),
-            p.as_mut_ptr(),
+            p.as_mut_ptr().cast::<T>(),
             (l, 1),
             q,
             (rs, 1),
@@ -255,6 +267,8 @@ fn probabilities<T: Elem>(x: &[T], dm: Dims, h: usize, a: &Attn, p: &mut [T], ls
             scale,
         )
     };
+    // SAFETY: the product above wrote all l * l elements.
+    let p = unsafe { assume_init_mut(&mut p[..l * l]) };
     let mut lse = lse;
     for (i, row) in p.chunks_exact_mut(l).take(l).enumerate() {
         let keep = if a.causal { i + 1 } else { l };
@@ -272,6 +286,7 @@ fn probabilities<T: Elem>(x: &[T], dm: Dims, h: usize, a: &Attn, p: &mut [T], ls
         }
         row[keep..].fill(T::ZERO);
     }
+    p
 }
 
 /// The per-row log-sum-exp of the attention probabilities: written by the forward pass, read
@@ -285,27 +300,29 @@ enum Lse<'a> {
 /// the probabilities of every head are left there for the backward pass.
 fn forward_one<T: Elem>(
     x: &[T],
-    out: &mut [T],
+    out: &mut [MaybeUninit<T>],
     lse: &mut [f64],
     dm: Dims,
     a: &Attn,
     scratch: &mut Vec<T>,
-    mut keep: Option<&mut [T]>,
+    mut keep: Option<&mut [MaybeUninit<T>]>,
 ) {
     let (l, d, dh) = (dm.len, dm.d(), dm.head_dim);
     if keep.is_none() {
         scratch.resize(l * l, T::ZERO);
     }
     for (h, lse) in lse.chunks_exact_mut(l).enumerate().take(dm.heads) {
-        let p: &mut [T] = match keep.as_deref_mut() {
+        let p = match keep.as_deref_mut() {
             Some(all) => &mut all[h * l * l..(h + 1) * l * l],
-            None => scratch,
+            // SAFETY: `probabilities` writes only computed values.
+            None => unsafe { as_uninit_mut(scratch) },
         };
-        probabilities(x, dm, h, a, p, Lse::Store(lse));
+        let p = probabilities(x, dm, h, a, p, Lse::Store(lse));
         let v = x[2 * d + h * dh..].as_ptr();
-        let o = out[h * dh..].as_mut_ptr();
+        let o = out[h * dh..].as_mut_ptr().cast::<T>();
         // SAFETY: rows < l, columns < dh of v (row stride 3d) and of o (row stride d) lie inside
-        // x and out; p is l x l; out does not overlap x or p.
+        // x and out; p is l x l; out does not overlap x or p. The product writes (does not
+        // read) those columns of out, so the heads together write all of it.
         unsafe {
             matmul(
                 (l, dh, l),
@@ -328,7 +345,7 @@ fn forward_one<T: Elem>(
 fn backward_one<T: Elem>(
     x: &[T],
     g: &[T],
-    dx: &mut [T],
+    dx: &mut [MaybeUninit<T>],
     lse: &[f64],
     dm: Dims,
     a: &Attn,
@@ -346,10 +363,15 @@ fn backward_one<T: Elem>(
     for (h, lse) in lse.chunks_exact(l).enumerate().take(dm.heads) {
         let p: &[T] = match kept {
             Some(all) => &all[h * l * l..(h + 1) * l * l],
-            None => {
-                probabilities(x, dm, h, a, scratch, Lse::Use(lse));
-                scratch
-            }
+            // SAFETY: `probabilities` writes only computed values.
+            None => probabilities(
+                x,
+                dm,
+                h,
+                a,
+                unsafe { as_uninit_mut(scratch) },
+                Lse::Use(lse),
+            ),
         };
         let q = x[h * dh..].as_ptr();
         let k = x[d + h * dh..].as_ptr();
@@ -360,7 +382,7 @@ fn backward_one<T: Elem>(
         // their own; dx does not overlap x, g, p or dp.
         unsafe {
             // dV = P^T dO
-            let dv = dx[2 * d + h * dh..].as_mut_ptr();
+            let dv = dx[2 * d + h * dh..].as_mut_ptr().cast::<T>();
             matmul(
                 (l, dh, l),
                 dv,
@@ -390,7 +412,7 @@ fn backward_one<T: Elem>(
         }
         unsafe {
             // dQ = dS K
-            let dq = dx[h * dh..].as_mut_ptr();
+            let dq = dx[h * dh..].as_mut_ptr().cast::<T>();
             matmul(
                 (l, dh, l),
                 dq,
@@ -402,7 +424,7 @@ fn backward_one<T: Elem>(
                 T::ONE,
             );
             // dK = dS^T Q
-            let dk = dx[d + h * dh..].as_mut_ptr();
+            let dk = dx[d + h * dh..].as_mut_ptr().cast::<T>();
             matmul(
                 (l, dh, l),
                 dk,
@@ -421,27 +443,40 @@ fn backward_one<T: Elem>(
 pub(crate) fn forward<T: Elem>(x: &[T], dm: Dims, a: &Attn, keep: bool) -> Forward<T> {
     let (l, d) = (dm.len, dm.d());
     assert!(x.len() == dm.batch * l * 3 * d);
-    let mut out = par_zeros(dm.batch * l * d);
     let mut lse = vec![0f64; dm.batch * dm.heads * l];
     let per = dm.heads * l * l;
-    let mut probs = keep.then(|| par_zeros(dm.batch * per));
     if l == 0 || d == 0 {
+        let (out, probs) = (
+            par_zeros(dm.batch * l * d),
+            keep.then(|| par_zeros(dm.batch * per)),
+        );
         return Forward { out, lse, probs };
     }
-    let work = out
-        .par_chunks_mut(l * d)
-        .zip(lse.par_chunks_mut(dm.heads * l))
-        .zip(x.par_chunks(l * 3 * d));
-    match probs.as_mut() {
-        Some(pr) => work
-            .zip(pr.par_chunks_mut(per))
-            .for_each_init(Vec::new, |s, (((o, lse), x), p)| {
-                forward_one(x, o, lse, dm, a, s, Some(p))
-            }),
-        None => work.for_each_init(Vec::new, |s, ((o, lse), x)| {
-            forward_one(x, o, lse, dm, a, s, None)
-        }),
-    }
+    let mut probs = None;
+    // SAFETY (both builds): the chunks cover the vectors (batch chunks of l d and of per
+    // elements), and `forward_one` writes all of its chunk of out (each head's product writes
+    // its dh columns of every row, and the heads cover the d columns) and, when given one, all
+    // of its chunk of probabilities (each head's l x l block, by `probabilities`).
+    let out = unsafe {
+        build(dm.batch * l * d, |out| {
+            let work = out
+                .par_chunks_mut(l * d)
+                .zip(lse.par_chunks_mut(dm.heads * l))
+                .zip(x.par_chunks(l * 3 * d));
+            if keep {
+                probs = Some(build(dm.batch * per, |pr| {
+                    work.zip(pr.par_chunks_mut(per))
+                        .for_each_init(Vec::new, |s, (((o, lse), x), p)| {
+                            forward_one(x, o, lse, dm, a, s, Some(p))
+                        })
+                }));
+            } else {
+                work.for_each_init(Vec::new, |s, ((o, lse), x)| {
+                    forward_one(x, o, lse, dm, a, s, None)
+                });
+            }
+        })
+    };
     Forward { out, lse, probs }
 }
 
@@ -466,26 +501,31 @@ pub(crate) fn backward<T: Elem>(
     assert!(lse.len() == dm.batch * dm.heads * l);
     let per = dm.heads * l * l;
     assert!(probs.is_none_or(|p| p.len() == dm.batch * per));
-    let mut dx = par_zeros(dm.batch * l * 3 * d);
     if l == 0 || d == 0 {
-        return dx;
+        return par_zeros(dm.batch * l * 3 * d);
     }
-    let work = dx
-        .par_chunks_mut(l * 3 * d)
-        .zip(x.par_chunks(l * 3 * d).zip(g.par_chunks(l * d)))
-        .zip(lse.par_chunks(dm.heads * l));
-    let bufs = || (Vec::new(), Vec::new());
-    match probs {
-        Some(pr) => work
-            .zip(pr.par_chunks(per))
-            .for_each_init(bufs, |b, (((dx, (x, g)), lse), p)| {
-                backward_one(x, g, dx, lse, dm, a, b, Some(p))
-            }),
-        None => work.for_each_init(bufs, |b, ((dx, (x, g)), lse)| {
-            backward_one(x, g, dx, lse, dm, a, b, None)
-        }),
+    // SAFETY: the batch chunks of l 3d elements cover dx, and `backward_one` writes all of its
+    // chunk: for every head the dV, dQ and dK products write (do not read) that head's dh
+    // columns of the v, q and k thirds of every row.
+    unsafe {
+        build(dm.batch * l * 3 * d, |dx| {
+            let work = dx
+                .par_chunks_mut(l * 3 * d)
+                .zip(x.par_chunks(l * 3 * d).zip(g.par_chunks(l * d)))
+                .zip(lse.par_chunks(dm.heads * l));
+            let bufs = || (Vec::new(), Vec::new());
+            match probs {
+                Some(pr) => work
+                    .zip(pr.par_chunks(per))
+                    .for_each_init(bufs, |b, (((dx, (x, g)), lse), p)| {
+                        backward_one(x, g, dx, lse, dm, a, b, Some(p))
+                    }),
+                None => work.for_each_init(bufs, |b, ((dx, (x, g)), lse)| {
+                    backward_one(x, g, dx, lse, dm, a, b, None)
+                }),
+            }
+        })
     }
-    dx
 }
 
 /// The graph node: [`Attn`] plus the log-sum-exp rows its forward pass computed, which its

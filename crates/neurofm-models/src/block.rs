@@ -24,8 +24,10 @@ use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 
 use crate::attention::{self, Attn, Dims, Elem};
-use crate::fused::{column_sum_into, linear_dw_into, linear_dx_into, linear_fwd_into, Gelu};
-use crate::ops::{contiguous, layer_norm_bwd_into, layer_norm_into, par_zeros, Real};
+use crate::fused::{
+    column_sum_into, linear_dw_into, linear_dx_into, linear_dx_new, linear_fwd_new, Gelu,
+};
+use crate::ops::{build, contiguous, layer_norm_bwd_into, layer_norm_rows, par_zeros, Real};
 
 /// Shape and constants of one block.
 #[derive(Debug, Clone, Copy)]
@@ -184,57 +186,23 @@ fn forward<T: Num>(x: &[T], p: &[T], spec: &Spec, dm: Dims) -> (Vec<T>, Saved<T>
     let o = Offsets::new(spec);
     let (d, m) = (spec.dim, spec.mlp_dim);
     let rows = dm.batch * dm.len;
-    let zeros = |n: usize| par_zeros::<T>(n);
-    let mut ln1 = zeros(rows * d);
-    layer_norm_into(x, &p[o.n1w.clone()], &p[o.n1b.clone()], spec.eps, &mut ln1);
-    let mut qkv = zeros(rows * 3 * d);
+    let ln1 = layer_norm_rows(x, &p[o.n1w.clone()], &p[o.n1b.clone()], spec.eps);
     let qkv_b = o.qkv_b.clone().map(|r| &p[r]);
-    linear_fwd_into(
-        &ln1,
-        &p[o.qkv_w.clone()],
-        qkv_b,
-        None,
-        &mut qkv,
-        (rows, 3 * d, d),
-    );
+    let qkv = linear_fwd_new(&ln1, &p[o.qkv_w.clone()], qkv_b, None, (rows, 3 * d, d));
     let attention::Forward {
         out: att,
         lse,
         probs,
     } = attention::forward(&qkv, dm, &attn_of(spec), keep_probabilities(spec, dm));
-    let mut x1 = zeros(rows * d);
     let proj_b = Some(&p[o.proj_b.clone()]);
-    linear_fwd_into(
-        &att,
-        &p[o.proj_w.clone()],
-        proj_b,
-        Some(x),
-        &mut x1,
-        (rows, d, d),
-    );
-    let mut ln2 = zeros(rows * d);
-    layer_norm_into(
-        &x1,
-        &p[o.n2w.clone()],
-        &p[o.n2b.clone()],
-        spec.eps,
-        &mut ln2,
-    );
-    let mut h = zeros(rows * m);
+    let x1 = linear_fwd_new(&att, &p[o.proj_w.clone()], proj_b, Some(x), (rows, d, d));
+    let ln2 = layer_norm_rows(&x1, &p[o.n2w.clone()], &p[o.n2b.clone()], spec.eps);
     let fc1_b = Some(&p[o.fc1_b.clone()]);
-    linear_fwd_into(&ln2, &p[o.fc1_w.clone()], fc1_b, None, &mut h, (rows, m, d));
-    let mut a = zeros(rows * m);
-    T::gelu_into(&h, &mut a);
-    let mut y = zeros(rows * d);
+    let h = linear_fwd_new(&ln2, &p[o.fc1_w.clone()], fc1_b, None, (rows, m, d));
+    // SAFETY: `gelu_into` writes every element of an output as long as h.
+    let a = unsafe { build(h.len(), |a| T::gelu_into(&h, a)) };
     let fc2_b = Some(&p[o.fc2_b.clone()]);
-    linear_fwd_into(
-        &a,
-        &p[o.fc2_w.clone()],
-        fc2_b,
-        Some(&x1),
-        &mut y,
-        (rows, d, m),
-    );
+    let y = linear_fwd_new(&a, &p[o.fc2_w.clone()], fc2_b, Some(&x1), (rows, d, m));
     let saved = Saved {
         ln1,
         qkv,
@@ -259,17 +227,13 @@ fn backward<T: Num>(x: &[T], p: &[T], g: &[T], s: &Saved<T>, spec: &Spec, dm: Di
     let (dx, dp) = out.split_at_mut(rows * d);
 
     // y = x1 + fc2(a)
-    let mut da = zeros(rows * m);
-    linear_dx_into(g, &p[o.fc2_w.clone()], &mut da, (rows, d, m));
+    let mut dh = linear_dx_new(g, &p[o.fc2_w.clone()], (rows, d, m)); // da for now
     linear_dw_into(g, &s.a, &mut dp[o.fc2_w.clone()], (rows, d, m));
     column_sum_into(g, &mut dp[o.fc2_b.clone()]);
-    // a = gelu(h)
-    let mut dh = zeros(rows * m);
-    T::gelu_grad_into(&s.h, &da, &mut dh);
-    drop(da);
+    // a = gelu(h): da becomes dh in place
+    T::gelu_grad_in_place(&s.h, &mut dh);
     // h = fc1(ln2)
-    let mut dln2 = zeros(rows * d);
-    linear_dx_into(&dh, &p[o.fc1_w.clone()], &mut dln2, (rows, m, d));
+    let dln2 = linear_dx_new(&dh, &p[o.fc1_w.clone()], (rows, m, d));
     linear_dw_into(&dh, &s.ln2, &mut dp[o.fc1_w.clone()], (rows, m, d));
     column_sum_into(&dh, &mut dp[o.fc1_b.clone()]);
     drop(dh);

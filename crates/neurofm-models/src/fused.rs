@@ -23,8 +23,9 @@ use candle_core::{
 };
 use rayon::prelude::*;
 
-use crate::ops::{contiguous, float_kernel, fused_on, par_zeros, Real};
+use crate::ops::{as_uninit_mut, build, contiguous, float_kernel, fused_on, par_zeros, Real};
 use crate::vmath;
+use std::mem::MaybeUninit;
 
 /// Elements per parallel task.
 const CHUNK: usize = 1 << 14;
@@ -45,47 +46,63 @@ fn gelu_grad64(x: f64) -> f64 {
 }
 
 fn gelu_vec<T: Gelu + Default + Copy + Send + Sync>(x: &[T]) -> Vec<T> {
-    let mut out = par_zeros(x.len());
-    T::gelu_into(x, &mut out);
-    out
+    // SAFETY: `gelu_into` writes every element of an output as long as x.
+    unsafe { build(x.len(), |out| T::gelu_into(x, out)) }
 }
 
 /// Exact GELU and its derivative on slices, for the element types of the CPU kernels: f32
 /// through the vectorized `vmath` loops, f64 through libm.
 pub(crate) trait Gelu: Copy + Send + Sync + Default {
-    /// `out[i] = gelu(x[i])`, in parallel chunks.
-    fn gelu_into(x: &[Self], out: &mut [Self]);
-    /// `out[i] = g[i] * gelu'(x[i])`, in parallel chunks.
-    fn gelu_grad_into(x: &[Self], g: &[Self], out: &mut [Self]);
+    /// `out[i] = gelu(x[i])`, in parallel chunks; writes every element of `out` (panics unless
+    /// the lengths match).
+    fn gelu_into(x: &[Self], out: &mut [MaybeUninit<Self>]);
+    /// `g[i] *= gelu'(x[i])`, in parallel chunks (panics unless the lengths match).
+    fn gelu_grad_in_place(x: &[Self], g: &mut [Self]);
 }
 
 impl Gelu for f32 {
-    fn gelu_into(x: &[f32], out: &mut [f32]) {
+    fn gelu_into(x: &[f32], out: &mut [MaybeUninit<f32>]) {
+        assert_eq!(x.len(), out.len(), "gelu: input and output lengths differ");
         out.par_chunks_mut(CHUNK)
             .zip(x.par_chunks(CHUNK))
             .for_each(|(o, x)| vmath::gelu_into(x, o));
     }
 
-    fn gelu_grad_into(x: &[f32], g: &[f32], out: &mut [f32]) {
-        out.par_chunks_mut(CHUNK)
-            .zip(x.par_chunks(CHUNK).zip(g.par_chunks(CHUNK)))
-            .for_each(|(o, (x, g))| vmath::gelu_grad_into(x, g, o));
+    fn gelu_grad_in_place(x: &[f32], g: &mut [f32]) {
+        assert_eq!(
+            x.len(),
+            g.len(),
+            "gelu backward: input and gradient lengths differ"
+        );
+        g.par_chunks_mut(CHUNK)
+            .zip(x.par_chunks(CHUNK))
+            .for_each(|(g, x)| vmath::gelu_grad_in_place(x, g));
     }
 }
 
 impl Gelu for f64 {
-    fn gelu_into(x: &[f64], out: &mut [f64]) {
+    fn gelu_into(x: &[f64], out: &mut [MaybeUninit<f64>]) {
+        assert_eq!(x.len(), out.len(), "gelu: input and output lengths differ");
         out.par_chunks_mut(CHUNK)
             .zip(x.par_chunks(CHUNK))
-            .for_each(|(o, x)| o.iter_mut().zip(x).for_each(|(o, &x)| *o = gelu64(x)));
+            .for_each(|(o, x)| {
+                o.iter_mut().zip(x).for_each(|(o, &x)| {
+                    o.write(gelu64(x));
+                })
+            });
     }
 
-    fn gelu_grad_into(x: &[f64], g: &[f64], out: &mut [f64]) {
-        out.par_chunks_mut(CHUNK)
-            .zip(x.par_chunks(CHUNK).zip(g.par_chunks(CHUNK)))
-            .for_each(|(o, (x, g))| {
-                for ((o, &x), &g) in o.iter_mut().zip(x).zip(g) {
-                    *o = g * gelu_grad64(x);
+    fn gelu_grad_in_place(x: &[f64], g: &mut [f64]) {
+        assert_eq!(
+            x.len(),
+            g.len(),
+            "gelu backward: input and gradient lengths differ"
+        );
+        g.par_chunks_mut(CHUNK)
+            .zip(x.par_chunks(CHUNK))
+            .for_each(|(g, x)| {
+                for (g, &x) in g.iter_mut().zip(x) {
+                    *g *= gelu_grad64(x);
                 }
             });
     }
@@ -140,8 +157,8 @@ impl CustomOp2 for GeluBwd {
         }
         let name = self.name();
         let out = float_kernel!(name, [s1 @ l1 => x, s2 @ l2 => g], {
-            let mut out = par_zeros(x.len());
-            Gelu::gelu_grad_into(x, g, &mut out);
+            let mut out = g.to_vec();
+            Gelu::gelu_grad_in_place(x, &mut out);
             out
         });
         Ok((out, l1.shape().clone()))
@@ -199,7 +216,7 @@ impl LinearOp {
 #[allow(clippy::too_many_arguments)]
 unsafe fn par_gemm<T: Real>(
     (m, n, k): (usize, usize, usize),
-    dst: &mut [T],
+    dst: &mut [MaybeUninit<T>],
     read_dst: bool,
     lhs: *const T,
     (lhs_rs, lhs_cs): (usize, usize),
@@ -207,10 +224,18 @@ unsafe fn par_gemm<T: Real>(
     (rhs_rs, rhs_cs): (usize, usize),
 ) {
     let (zero, one) = (T::zero(), T::from_f64(1.0));
-    if m == 0 || n == 0 || k == 0 {
+    assert!(dst.len() >= m * n);
+    if m == 0 || n == 0 {
         return;
     }
-    debug_assert!(dst.len() >= m * n);
+    if k == 0 {
+        if !read_dst {
+            dst[..m * n].iter_mut().for_each(|d| {
+                d.write(zero);
+            });
+        }
+        return;
+    }
     let threads = rayon::current_num_threads().max(1);
     let blocks = if m * n * k >= 1 << 16 {
         threads.min(m)
@@ -236,7 +261,7 @@ unsafe fn par_gemm<T: Real>(
                     rhs as *const T,
                     (rhs_rs as isize, rhs_cs as isize),
                     if read_dst { one } else { zero },
-                    d.as_mut_ptr(),
+                    d.as_mut_ptr().cast::<T>(),
                     (n as isize, 1),
                 )
             };
@@ -245,61 +270,70 @@ unsafe fn par_gemm<T: Real>(
 
 /// `y (rows x n) = b + x (rows x k) W^T`, with `W` `n x k` row-major.
 fn linear_fwd<T: Real>(x: &[T], w: &[T], b: &[T], dims: (usize, usize, usize)) -> Vec<T> {
-    let mut y = par_zeros(dims.0 * dims.1);
-    linear_fwd_into(x, w, Some(b), None, &mut y, dims);
-    y
+    linear_fwd_new(x, w, Some(b), None, dims)
 }
 
 /// `y (rows x n) = [b] + [resid] + x (rows x k) W^T`, with `W` `n x k` row-major: the rows of
-/// `y` start as `b` plus the row of `resid` (both optional, in parallel), then the product adds the
-/// product.
-pub(crate) fn linear_fwd_into<T: Real>(
+/// `y` start as `b` plus the row of `resid` (both optional; zero without either), written in
+/// parallel, then the product adds to them.
+pub(crate) fn linear_fwd_new<T: Real>(
     x: &[T],
     w: &[T],
     b: Option<&[T]>,
     resid: Option<&[T]>,
-    y: &mut [T],
     (rows, n, k): (usize, usize, usize),
-) {
-    assert!(x.len() >= rows * k && w.len() >= n * k && y.len() >= rows * n);
+) -> Vec<T> {
+    assert!(x.len() >= rows * k && w.len() >= n * k);
     assert!(b.is_none_or(|b| b.len() == n) && resid.is_none_or(|r| r.len() >= rows * n));
     if n == 0 {
-        return;
+        return Vec::new();
     }
     let rows_per = (CHUNK / n).max(1);
-    y[..rows * n]
-        .par_chunks_mut(rows_per * n)
-        .enumerate()
-        .for_each(|(i, yc)| {
-            let r0 = i * rows_per * n;
-            for (j, row) in yc.chunks_mut(n).enumerate() {
-                let res = resid.map(|r| &r[r0 + j * n..r0 + (j + 1) * n]);
-                match (b, res) {
-                    (Some(b), Some(r)) => {
-                        for ((o, &b), &r) in row.iter_mut().zip(b).zip(r) {
-                            *o = b.add(r);
+    let prefill = |y: &mut [MaybeUninit<T>]| {
+        y.par_chunks_mut(rows_per * n)
+            .enumerate()
+            .for_each(|(i, yc)| {
+                let r0 = i * rows_per * n;
+                for (j, row) in yc.chunks_mut(n).enumerate() {
+                    let res = resid.map(|r| &r[r0 + j * n..r0 + (j + 1) * n]);
+                    match (b, res) {
+                        (Some(b), Some(r)) => {
+                            for ((o, &b), &r) in row.iter_mut().zip(b).zip(r) {
+                                o.write(b.add(r));
+                            }
                         }
+                        (Some(v), None) | (None, Some(v)) => {
+                            for (o, &v) in row.iter_mut().zip(v) {
+                                o.write(v);
+                            }
+                        }
+                        (None, None) => row.iter_mut().for_each(|o| {
+                            o.write(T::zero());
+                        }),
                     }
-                    (Some(b), None) => row.copy_from_slice(b),
-                    (None, Some(r)) => row.copy_from_slice(r),
-                    (None, None) => row.fill(T::zero()),
                 }
-            }
-        });
-    // SAFETY: x is rows x k (row stride k); W^T is read as a k x n matrix with row stride 1 and
-    // column stride k inside w (n x k); y is rows x n and does not overlap x or w (it is a
-    // distinct `&mut`); the lengths are asserted above.
-    unsafe {
-        par_gemm(
-            (rows, n, k),
-            y,
-            true,
-            x.as_ptr(),
-            (k, 1),
-            w.as_ptr(),
-            (1, k),
-        )
+            })
     };
+    // SAFETY (build): the prefill writes every row of y (rows * n elements in chunks of whole
+    // rows, each row of n elements from b and/or resid, both n long per row, or zero), and the
+    // product then reads and adds to them.
+    unsafe {
+        build(rows * n, |y| {
+            prefill(y);
+            // SAFETY: x is rows x k (row stride k); W^T is read as a k x n matrix with row
+            // stride 1 and column stride k inside w (n x k); y is rows x n, initialized by the
+            // prefill, and does not overlap x or w; the lengths are asserted above.
+            par_gemm(
+                (rows, n, k),
+                y,
+                true,
+                x.as_ptr(),
+                (k, 1),
+                w.as_ptr(),
+                (1, k),
+            )
+        })
+    }
 }
 
 /// The two matrix products of the linear layer's backward pass, `g` `[.., n]` being the
@@ -319,11 +353,7 @@ fn linear_grad<T: Real>(
     (rows, n, k): (usize, usize, usize),
 ) -> Vec<T> {
     match kind {
-        LinearGrad::Dx => {
-            let mut dx = par_zeros(rows * k);
-            linear_dx_into(g, o, &mut dx, (rows, n, k));
-            dx
-        }
+        LinearGrad::Dx => linear_dx_new(g, o, (rows, n, k)),
         LinearGrad::Dw => {
             let mut dw = par_zeros(n * k);
             linear_dw_into(g, o, &mut dw, (rows, n, k));
@@ -332,16 +362,28 @@ fn linear_grad<T: Real>(
     }
 }
 
-/// `dx (rows x k) = g (rows x n) W (n x k)`.
-pub(crate) fn linear_dx_into<T: Real>(
+/// `dx (rows x k) = g (rows x n) W (n x k)`, into a new vector.
+pub(crate) fn linear_dx_new<T: Real>(g: &[T], w: &[T], dims: (usize, usize, usize)) -> Vec<T> {
+    // SAFETY: `linear_dx_uninit` writes all rows * k elements.
+    unsafe { build(dims.0 * dims.2, |dx| linear_dx_uninit(g, w, dx, dims)) }
+}
+
+/// `dx (rows x k) = g (rows x n) W (n x k)`, overwriting `dx`.
+pub(crate) fn linear_dx_into<T: Real>(g: &[T], w: &[T], dx: &mut [T], dims: (usize, usize, usize)) {
+    // SAFETY: `linear_dx_uninit` only writes computed values.
+    linear_dx_uninit(g, w, unsafe { as_uninit_mut(dx) }, dims)
+}
+
+/// `dx (rows x k) = g (rows x n) W (n x k)`: writes `dx[..rows * k]`, reads nothing of it.
+fn linear_dx_uninit<T: Real>(
     g: &[T],
     w: &[T],
-    dx: &mut [T],
+    dx: &mut [MaybeUninit<T>],
     (rows, n, k): (usize, usize, usize),
 ) {
     assert!(g.len() >= rows * n && w.len() >= n * k && dx.len() >= rows * k);
     // SAFETY: g is rows x n (row stride n), W is n x k (row stride k), both in bounds (asserted);
-    // dx is a distinct `&mut`.
+    // dx is a distinct `&mut`, written and not read (`read_dst` false).
     unsafe {
         par_gemm(
             (rows, k, n),
@@ -366,11 +408,12 @@ pub(crate) fn linear_dw_into<T: Real>(
     let threads = rayon::current_num_threads().max(1);
     if threads < 2 || rows < 2 * threads * 64 || n * k == 0 {
         // SAFETY: g^T is n x rows (row stride 1, column stride n) inside g; x is rows x k (row
-        // stride k); both in bounds (asserted); dw is a distinct `&mut`.
+        // stride k); both in bounds (asserted); dw is a distinct `&mut`, into which the product
+        // writes only computed values.
         unsafe {
             par_gemm(
                 (n, k, rows),
-                dw,
+                as_uninit_mut(dw),
                 false,
                 g.as_ptr(),
                 (1, n),

@@ -12,6 +12,8 @@
 //! Accuracy (checked in the tests below against f64): `exp` within 2 ulp where the result is a
 //! normal f32 (subnormal results down to -104, 0 below); `erf` within 6e-7 absolute.
 
+use std::mem::MaybeUninit;
+
 /// `exp(x)` for f32: range reduction by `ln 2` (Cody–Waite, two constants), a degree-5 minimax
 /// polynomial on `[-ln2/2, ln2/2]`, and the power of two put into the exponent bits.
 #[inline(always)]
@@ -178,17 +180,19 @@ dispatch!(softmax_grad(p: &[f32], d: &mut [f32], dot: f32, scale: f32) {
     }
 });
 
-dispatch!(gelu_into(x: &[f32], out: &mut [f32]) {
+// Writes `out[i]` for every `i < min(len)`; callers pass equal lengths.
+dispatch!(gelu_into(x: &[f32], out: &mut [MaybeUninit<f32>]) {
     for (o, &x) in out.iter_mut().zip(x) {
-        *o = 0.5 * x * (1.0 + erf_f32(x * std::f32::consts::FRAC_1_SQRT_2));
+        o.write(0.5 * x * (1.0 + erf_f32(x * std::f32::consts::FRAC_1_SQRT_2)));
     }
 });
 
-dispatch!(gelu_grad_into(x: &[f32], g: &[f32], out: &mut [f32]) {
+// `g[i] *= gelu'(x[i])`.
+dispatch!(gelu_grad_in_place(x: &[f32], g: &mut [f32]) {
     const INV_SQRT_2PI: f32 = 0.398_942_3;
-    for ((o, &x), &g) in out.iter_mut().zip(x).zip(g) {
+    for (g, &x) in g.iter_mut().zip(x) {
         let cdf = 0.5 * (1.0 + erf_f32(x * std::f32::consts::FRAC_1_SQRT_2));
-        *o = g * (cdf + x * INV_SQRT_2PI * exp_f32(-0.5 * x * x));
+        *g *= cdf + x * INV_SQRT_2PI * exp_f32(-0.5 * x * x);
     }
 });
 
@@ -284,10 +288,12 @@ mod tests {
     fn gelu_slices_match_the_formula() {
         let x: Vec<f32> = (0..777).map(|i| -8.0 + i as f32 * 0.0213).collect();
         let g: Vec<f32> = (0..777).map(|i| 0.5 + (i % 7) as f32).collect();
-        let mut y = vec![0f32; x.len()];
-        let mut dy = vec![0f32; x.len()];
+        let mut y = vec![MaybeUninit::new(f32::NAN); x.len()];
+        let mut dy = g.clone();
         gelu_into(&x, &mut y);
-        gelu_grad_into(&x, &g, &mut dy);
+        gelu_grad_in_place(&x, &mut dy);
+        // SAFETY: initialized above (NaN), then overwritten.
+        let y: Vec<f32> = y.into_iter().map(|v| unsafe { v.assume_init() }).collect();
         for i in 0..x.len() {
             let xd = x[i] as f64;
             let cdf = 0.5 * (1.0 + libm_erf(xd / std::f64::consts::SQRT_2));

@@ -347,6 +347,12 @@ fn fused_vs_composed(loss: &dyn Fn() -> Result<Tensor>, vars: &[(String, Var)]) 
     let rel = |a: &Tensor, b: &Tensor| -> Result<f64> {
         let a = a.to_dtype(DType::F64)?.flatten_all()?;
         let b = b.to_dtype(DType::F64)?.flatten_all()?;
+        // A NaN or infinity anywhere fails the comparison (the `max` below would skip NaN).
+        let finite =
+            |t: &Tensor| -> Result<bool> { Ok(t.to_vec1::<f64>()?.iter().all(|v| v.is_finite())) };
+        if !finite(&a)? || !finite(&b)? {
+            return Ok(f64::INFINITY);
+        }
         let d = (&a - &b)?.abs()?.max(0)?.to_scalar::<f64>()?;
         let m = a.abs()?.max(0)?.to_scalar::<f64>()?;
         let n = b.abs()?.max(0)?.to_scalar::<f64>()?;
