@@ -61,6 +61,13 @@ pub fn exp_f32(x: f32) -> f32 {
 /// f32 rounding in the alternating-sign polynomial; measured 5.6e-7 on [-6, 6]).
 #[inline(always)]
 pub fn erf_f32(x: f32) -> f32 {
+    erf_and_gauss(x).0
+}
+
+/// `(erf(x), exp(-x^2))`: the form of [`erf_f32`] computes the Gaussian factor anyway, and
+/// GELU's derivative needs it too (`exp(-x^2 / 2)` at `x / sqrt 2`), so one `exp` serves both.
+#[inline(always)]
+fn erf_and_gauss(x: f32) -> (f32, f32) {
     const P: f32 = 0.327_591_1;
     const A1: f32 = 0.254_829_6;
     const A2: f32 = -0.284_496_74;
@@ -75,12 +82,9 @@ pub fn erf_f32(x: f32) -> f32 {
         .mul_add(t, A2)
         .mul_add(t, A1)
         * t;
-    let y = (-poly).mul_add(exp_f32(-a * a), 1.0);
-    if x < 0.0 {
-        -y
-    } else {
-        y
-    }
+    let gauss = exp_f32(-a * a);
+    let y = (-poly).mul_add(gauss, 1.0);
+    (if x < 0.0 { -y } else { y }, gauss)
 }
 
 /// Compiles `$body` (a loop over slices) for AVX2+FMA and for the baseline target, and runs the
@@ -191,8 +195,9 @@ dispatch!(gelu_into(x: &[f32], out: &mut [MaybeUninit<f32>]) {
 dispatch!(gelu_grad_in_place(x: &[f32], g: &mut [f32]) {
     const INV_SQRT_2PI: f32 = 0.398_942_3;
     for (g, &x) in g.iter_mut().zip(x) {
-        let cdf = 0.5 * (1.0 + erf_f32(x * std::f32::consts::FRAC_1_SQRT_2));
-        *g *= cdf + x * INV_SQRT_2PI * exp_f32(-0.5 * x * x);
+        // erf(x / sqrt 2) and exp(-x^2 / 2) from one exp
+        let (erf, gauss) = erf_and_gauss(x * std::f32::consts::FRAC_1_SQRT_2);
+        *g *= 0.5 * (1.0 + erf) + x * INV_SQRT_2PI * gauss;
     }
 });
 
