@@ -204,10 +204,11 @@ impl LinearOp {
 
 /// `dst (m x n, row stride n) [+]= lhs (m x k) * rhs (k x n)`, `lhs` and `rhs` given by a
 /// pointer and (row, column) strides in elements. The rows of `dst` are split into one block
-/// per rayon thread, each a single-threaded product (`Real::matmul`: `matrixmultiply`'s
-/// `sgemm`/`dgemm`). On this workload the row split beat the `gemm` crate's own two-thread
-/// split by 5-15%, and `matrixmultiply` beat the `gemm` crate under the same split by ~10% on
-/// the base MAE's shapes (BENCHMARKS.md, "Train step").
+/// per rayon thread, each a single-threaded product (`Real::matmul`: the `gemm` crate). On this
+/// workload the row split beat the `gemm` crate's own two-thread split by 5-15%. On a quiet
+/// machine the `gemm` crate's kernels beat `matrixmultiply`'s under the same split by ~10% on
+/// the base MAE's shapes and the step by ~5% (BENCHMARKS.md, "Train step"; an earlier
+/// measurement on a busy machine had found the opposite).
 ///
 /// # Safety
 /// Every element `(i, j)` of `lhs` (i < m, j < k) and of `rhs` (i < k, j < n) addressed through

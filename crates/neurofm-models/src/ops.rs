@@ -54,9 +54,10 @@ pub(crate) trait Real: Copy + Send + Sync + Default + 'static {
     fn mul(self, o: Self) -> Self;
     fn div(self, o: Self) -> Self;
     fn max(self, o: Self) -> Self;
-    /// `c (m x n) = beta c + a (m x k) b (k x n)`, single-threaded (`matrixmultiply`'s
-    /// `sgemm` / `dgemm`); `(rs, cs)` are the row and column strides of each operand, in
-    /// elements. With `beta` zero `c` is only written.
+    /// `c (m x n) = beta c + a (m x k) b (k x n)`, single-threaded (the `gemm` crate, the
+    /// product candle itself uses); `(rs, cs)` are the row and column strides of each operand,
+    /// in elements. With `beta` zero `c` is only written, never read (with `k == 0` it is set
+    /// to zero here).
     ///
     /// # Safety
     /// Every element addressed through the strides (`i < m, j < k` of `a`, `i < k, j < n` of
@@ -76,7 +77,7 @@ pub(crate) trait Real: Copy + Send + Sync + Default + 'static {
 }
 
 macro_rules! impl_real {
-    ($t:ty, $gemm:path) => {
+    ($t:ty) => {
         impl Real for $t {
             unsafe fn matmul(
                 (m, k, n): (usize, usize, usize),
@@ -88,8 +89,47 @@ macro_rules! impl_real {
                 c: *mut Self,
                 (rsc, csc): (isize, isize),
             ) {
-                // SAFETY: the caller's contract is the one the function documents.
-                unsafe { $gemm(m, k, n, 1.0, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc) }
+                if m == 0 || n == 0 {
+                    return;
+                }
+                if k == 0 {
+                    for i in 0..m as isize {
+                        for j in 0..n as isize {
+                            // SAFETY: (i, j) is an element of c (the caller's contract).
+                            unsafe {
+                                let p = c.offset(i * rsc + j * csc);
+                                *p = if beta == 0.0 { 0.0 } else { beta * *p };
+                            }
+                        }
+                    }
+                    return;
+                }
+                // SAFETY: the caller's contract is what `gemm::gemm` needs. Its arguments:
+                // `dst := alpha dst + beta lhs rhs`, the destination read only with `read_dst`,
+                // strides given column stride first.
+                unsafe {
+                    gemm::gemm(
+                        m,
+                        n,
+                        k,
+                        c,
+                        csc,
+                        rsc,
+                        beta != 0.0,
+                        a,
+                        csa,
+                        rsa,
+                        b,
+                        csb,
+                        rsb,
+                        beta,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        gemm::Parallelism::None,
+                    )
+                }
             }
             #[inline]
             fn zero() -> Self {
@@ -130,8 +170,8 @@ macro_rules! impl_real {
         }
     };
 }
-impl_real!(f32, matrixmultiply::sgemm);
-impl_real!(f64, matrixmultiply::dgemm);
+impl_real!(f32);
+impl_real!(f64);
 
 /// The elements of a contiguous CPU tensor's storage (`op` names the op in the error).
 pub(crate) fn contiguous<'a, T>(s: &'a [T], l: &Layout, op: &str) -> Result<&'a [T]> {
@@ -645,4 +685,78 @@ pub fn layer_norm_composed(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> Resu
     let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
     let xhat = xc.broadcast_div(&(var + eps)?.sqrt()?)?;
     xhat.broadcast_mul(w)?.broadcast_add(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `c = beta c + a b` by the definition, in f64.
+    fn reference(
+        a: &[f64],
+        b: &[f64],
+        c0: &[f64],
+        (m, k, n): (usize, usize, usize),
+        beta: f64,
+    ) -> Vec<f64> {
+        (0..m * n)
+            .map(|ij| {
+                let (i, j) = (ij / n, ij % n);
+                let s: f64 = (0..k).map(|l| a[i * k + l] * b[l * n + j]).sum();
+                s + if beta == 0.0 { 0.0 } else { beta * c0[ij] }
+            })
+            .collect()
+    }
+
+    fn check<T: Real>(mkn: (usize, usize, usize), beta: f64, tol: f64) {
+        let (m, k, n) = mkn;
+        let val = |i: usize, s: usize| ((i * 7919 + s * 104_729) % 2003) as f64 / 1001.0 - 1.0;
+        let a: Vec<f64> = (0..m * k).map(|i| val(i, 1)).collect();
+        let b: Vec<f64> = (0..k * n).map(|i| val(i, 2)).collect();
+        // With beta 0 the destination starts as NaN: the product must not read it.
+        let c0: Vec<f64> = (0..m * n)
+            .map(|i| if beta == 0.0 { f64::NAN } else { val(i, 3) })
+            .collect();
+        let want = reference(&a, &b, &c0, mkn, beta);
+        let conv = |v: &[f64]| v.iter().map(|&x| T::from_f64(x)).collect::<Vec<T>>();
+        let (at, bt, mut ct) = (conv(&a), conv(&b), conv(&c0));
+        // SAFETY: a is m x k, b is k x n, c is m x n, all row-major and distinct.
+        unsafe {
+            T::matmul(
+                mkn,
+                at.as_ptr(),
+                (k as isize, 1),
+                bt.as_ptr(),
+                (n as isize, 1),
+                T::from_f64(beta),
+                ct.as_mut_ptr(),
+                (n as isize, 1),
+            )
+        };
+        for (i, (g, w)) in ct.iter().zip(&want).enumerate() {
+            let g = g.to_f64();
+            assert!(
+                (g - w).abs() <= tol * (1.0 + w.abs()) * (k as f64 + 1.0),
+                "{mkn:?} beta {beta}: c[{i}] = {g}, want {w}"
+            );
+        }
+    }
+
+    #[test]
+    fn matmul_matches_the_definition_and_never_reads_c_with_beta_zero() {
+        // Small, odd and large enough for the library's packed paths; k = 0 included.
+        for mkn in [
+            (1, 1, 1),
+            (7, 3, 5),
+            (33, 17, 65),
+            (300, 200, 130),
+            (257, 64, 256),
+            (5, 0, 4),
+        ] {
+            for beta in [0.0, 1.0, 0.5] {
+                check::<f64>(mkn, beta, 1e-12);
+                check::<f32>(mkn, beta, 1e-5);
+            }
+        }
+    }
 }
