@@ -20,6 +20,10 @@
 //! dQ = dS K        dK = dS^T Q
 //! ```
 //!
+//! The fused transformer block (`block.rs`) may instead ask the forward pass to keep the
+//! probabilities (`forward(.., keep = true)`, `[B, H, L, L]`), when they fit its memory rule;
+//! its backward pass then reads them instead of recomputing them.
+//!
 //! The forward softmax is computed as [`crate::ops::scaled_softmax`] computes it (max-subtracted,
 //! sum in the element type), then multiplied by the reciprocal of the sum. `tests/gradients.rs` checks the op against finite differences and against
 //! the composed path (the one CUDA runs) in f64 and f32.
