@@ -125,7 +125,7 @@ impl Module for Mlp {
 }
 
 /// Pre-norm transformer block: `x + attn(norm1(x))`, then `x + mlp(norm2(x))`. On the CPU
-/// the whole block is one graph node ([`crate::block`]); elsewhere a composition of its layers.
+/// the whole block is one graph node (`block.rs`); elsewhere a composition of its layers.
 #[derive(Debug, Clone)]
 pub struct Block {
     norm1: LayerNorm,
