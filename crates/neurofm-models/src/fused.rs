@@ -60,51 +60,47 @@ pub(crate) trait Gelu: Copy + Send + Sync + Default {
     fn gelu_grad_in_place(x: &[Self], g: &mut [Self]);
 }
 
+/// Runs `f` on matching `CHUNK`-sized pieces of `out` and `x`, in parallel (panics, naming
+/// `what`, unless the lengths match).
+fn par_chunks_zip<T: Sync, U: Send>(
+    what: &str,
+    x: &[T],
+    out: &mut [U],
+    f: impl Fn(&mut [U], &[T]) + Sync + Send,
+) {
+    assert_eq!(x.len(), out.len(), "{what}: lengths differ");
+    out.par_chunks_mut(CHUNK)
+        .zip(x.par_chunks(CHUNK))
+        .for_each(|(o, x)| f(o, x));
+}
+
 impl Gelu for f32 {
     fn gelu_into(x: &[f32], out: &mut [MaybeUninit<f32>]) {
-        assert_eq!(x.len(), out.len(), "gelu: input and output lengths differ");
-        out.par_chunks_mut(CHUNK)
-            .zip(x.par_chunks(CHUNK))
-            .for_each(|(o, x)| vmath::gelu_into(x, o));
+        par_chunks_zip("gelu", x, out, |o, x| vmath::gelu_into(x, o));
     }
 
     fn gelu_grad_in_place(x: &[f32], g: &mut [f32]) {
-        assert_eq!(
-            x.len(),
-            g.len(),
-            "gelu backward: input and gradient lengths differ"
-        );
-        g.par_chunks_mut(CHUNK)
-            .zip(x.par_chunks(CHUNK))
-            .for_each(|(g, x)| vmath::gelu_grad_in_place(x, g));
+        par_chunks_zip("gelu backward", x, g, |g, x| {
+            vmath::gelu_grad_in_place(x, g)
+        });
     }
 }
 
 impl Gelu for f64 {
     fn gelu_into(x: &[f64], out: &mut [MaybeUninit<f64>]) {
-        assert_eq!(x.len(), out.len(), "gelu: input and output lengths differ");
-        out.par_chunks_mut(CHUNK)
-            .zip(x.par_chunks(CHUNK))
-            .for_each(|(o, x)| {
-                o.iter_mut().zip(x).for_each(|(o, &x)| {
-                    o.write(gelu64(x));
-                })
-            });
+        par_chunks_zip("gelu", x, out, |o, x| {
+            o.iter_mut().zip(x).for_each(|(o, &x)| {
+                o.write(gelu64(x));
+            })
+        });
     }
 
     fn gelu_grad_in_place(x: &[f64], g: &mut [f64]) {
-        assert_eq!(
-            x.len(),
-            g.len(),
-            "gelu backward: input and gradient lengths differ"
-        );
-        g.par_chunks_mut(CHUNK)
-            .zip(x.par_chunks(CHUNK))
-            .for_each(|(g, x)| {
-                for (g, &x) in g.iter_mut().zip(x) {
-                    *g *= gelu_grad64(x);
-                }
-            });
+        par_chunks_zip("gelu backward", x, g, |g, x| {
+            for (g, &x) in g.iter_mut().zip(x) {
+                *g *= gelu_grad64(x);
+            }
+        });
     }
 }
 
