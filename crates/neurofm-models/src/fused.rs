@@ -632,14 +632,17 @@ pub fn linear(lin: &candle_nn::Linear, x: &Tensor) -> Result<Tensor> {
 /// Masked mean squared error of the MAE: `sum(m * (pred - target)^2) / (max(sum(m), 1) * n)` for
 /// `pred`, `target` `[.., n]` and `m` `[.., 1]` (1 = masked patch), the gradient flowing into
 /// `pred` only. On the CPU one node: a parallel pass with f64 sums forward, one pass for
-/// `dpred = 2 g m (pred - target) / (max(sum(m), 1) n)` backward. Elsewhere candle's ops.
+/// `dpred = 2 g m (pred - target) / (max(sum(m), 1) n)` backward. Elsewhere candle's ops (in
+/// f32 for bf16 and f16 inputs).
 pub fn masked_mse(pred: &Tensor, target: &Tensor, m: &Tensor) -> Result<Tensor> {
     let n = pred.dims().last().copied().unwrap_or(1);
     if !fused_on(pred) || target.shape() != pred.shape() || m.elem_count() * n != pred.elem_count()
     {
-        let n_masked = m.sum_all()?.maximum(1.0)?.detach();
-        let err = (pred - target)?.sqr()?.broadcast_mul(m)?;
-        return err.sum_all()? / &(&n_masked * n as f64)?;
+        return crate::ops::widened([pred, target, m], |[pred, target, m]| {
+            let n_masked = m.sum_all()?.maximum(1.0)?.detach();
+            let err = (pred - target)?.sqr()?.broadcast_mul(m)?;
+            err.sum_all()? / &(&n_masked * n as f64)?
+        });
     }
     pred.contiguous()?.apply_op3(
         &target.detach().contiguous()?,

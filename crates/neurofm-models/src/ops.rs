@@ -6,7 +6,10 @@
 //! - on CPU the forward and the backward are fused kernels, vectorized over the last
 //!   dimension and parallel (rayon) over rows, in f32 and f64;
 //! - on any other device they fall back to a composition of primitive candle ops, all of
-//!   which have a backward pass.
+//!   which have a backward pass. In bf16 and f16 the composed ops compute in f32 and round
+//!   the result back ([`widened`]), as PyTorch's half-precision kernels accumulate in f32:
+//!   candle's CPU sums of half-precision tensors accumulate in the half type itself, which
+//!   stalls once the running sum is large (its CUDA sums accumulate in f32).
 //!
 //! Every op is checked against finite differences in `tests/gradients.rs`, and the composed
 //! path's gradients against the fused kernels' ([`with_composed_ops`] runs the composed path
@@ -14,7 +17,7 @@
 
 use candle_core::backend::BackendStorage;
 use candle_core::{
-    bail, CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor, D,
+    bail, CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, D,
 };
 use rayon::prelude::*;
 use std::cell::Cell;
@@ -36,6 +39,25 @@ pub fn with_composed_ops<R>(f: impl FnOnce() -> R) -> R {
     }
     let _restore = Restore(FORCE_COMPOSED.with(|c| c.replace(true)));
     f()
+}
+
+/// Runs `f` on `xs` converted to f32 when the first is bf16 or f16 and rounds its result back
+/// to that type (differentiably: `to_dtype` has a backward pass); other types go through as
+/// they are. For the statistics of the composed ops (sums, means, softmax denominators).
+pub(crate) fn widened<const N: usize>(
+    xs: [&Tensor; N],
+    f: impl FnOnce([&Tensor; N]) -> Result<Tensor>,
+) -> Result<Tensor> {
+    let dtype = xs.first().map(|x| x.dtype()).unwrap_or(DType::F32);
+    if !matches!(dtype, DType::BF16 | DType::F16) {
+        return f(xs);
+    }
+    let wide: Vec<Tensor> = xs
+        .iter()
+        .map(|x| x.to_dtype(DType::F32))
+        .collect::<Result<_>>()?;
+    let refs: [&Tensor; N] = std::array::from_fn(|i| &wide[i]);
+    f(refs)?.to_dtype(dtype)
 }
 
 /// Whether `x` takes the fused CPU kernels.
@@ -412,6 +434,10 @@ pub fn scaled_softmax(x: &Tensor, scale: f64, causal: bool) -> Result<Tensor> {
 
 /// The same softmax as a composition of primitive ops (used off-CPU, and as a reference).
 pub fn scaled_softmax_composed(x: &Tensor, scale: f64, causal: bool) -> Result<Tensor> {
+    widened([x], |[x]| scaled_softmax_wide(x, scale, causal))
+}
+
+fn scaled_softmax_wide(x: &Tensor, scale: f64, causal: bool) -> Result<Tensor> {
     let mut x = (x * scale)?;
     if causal {
         let l = x.dim(D::Minus1)?;
@@ -435,10 +461,12 @@ pub fn scaled_softmax_composed(x: &Tensor, scale: f64, causal: bool) -> Result<T
 
 /// `log_softmax(x)` over the last dimension (a composition of primitive ops).
 pub fn log_softmax_last_dim(x: &Tensor) -> Result<Tensor> {
-    let max = x.max_keepdim(D::Minus1)?.detach();
-    let d = x.broadcast_sub(&max)?;
-    let lse = d.exp()?.sum_keepdim(D::Minus1)?.log()?;
-    d.broadcast_sub(&lse)
+    widened([x], |[x]| {
+        let max = x.max_keepdim(D::Minus1)?.detach();
+        let d = x.broadcast_sub(&max)?;
+        let lse = d.exp()?.sum_keepdim(D::Minus1)?.log()?;
+        d.broadcast_sub(&lse)
+    })
 }
 
 // ---------------------------------------------------------------------------------------
@@ -680,11 +708,13 @@ pub fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> Result<Tensor
 
 /// The same layer norm as a composition of primitive ops (used off-CPU, and as a reference).
 pub fn layer_norm_composed(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> Result<Tensor> {
-    let mean = x.mean_keepdim(D::Minus1)?;
-    let xc = x.broadcast_sub(&mean)?;
-    let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
-    let xhat = xc.broadcast_div(&(var + eps)?.sqrt()?)?;
-    xhat.broadcast_mul(w)?.broadcast_add(b)
+    widened([x, w, b], |[x, w, b]| {
+        let mean = x.mean_keepdim(D::Minus1)?;
+        let xc = x.broadcast_sub(&mean)?;
+        let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
+        let xhat = xc.broadcast_div(&(var + eps)?.sqrt()?)?;
+        xhat.broadcast_mul(w)?.broadcast_add(b)
+    })
 }
 
 #[cfg(test)]
