@@ -5,7 +5,8 @@
 # PyTorch twin (scripts/bench/train_step.py) in f32 and bf16, and prints windows/s, step time,
 # peak device memory and MFU for each. Results go to $OUT/ (default target/gpu-bench/).
 #
-# Usage: scripts/gpu/bench.sh [BINARY]     (default: gpu-bin/train_step, as build.sh prints)
+# Usage: scripts/gpu/bench.sh [BINARY]     (default: gpu-bin/train_step, or gpu-bin/train_step.gz
+#   as build.sh prints; a BINARY ending in .gz is unpacked to $TMPDIR first)
 # Environment: PRESET (base), BATCH (64), STEPS (20), WARMUP (3), CHANNELS (16), PATCHES (16),
 #   PYTHON (python3: must import torch), ATTN (sdpa | manual).
 #
@@ -14,7 +15,18 @@
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
-bin="${1:-$root/gpu-bin/train_step}"
+bin="${1:-}"
+if [ -z "$bin" ]; then
+  bin="$root/gpu-bin/train_step"
+  [ -e "$bin" ] || [ ! -e "$bin.gz" ] || bin="$bin.gz"
+fi
+if [ "${bin%.gz}" != "$bin" ] && [ -f "$bin" ]; then
+  unpacked="${TMPDIR:-/tmp}/neurofm-gpu/$(basename "${bin%.gz}")"
+  mkdir -p "$(dirname "$unpacked")"
+  gzip -dc "$bin" > "$unpacked.tmp" && chmod +x "$unpacked.tmp" && mv "$unpacked.tmp" "$unpacked" ||
+    { echo "could not unpack $bin" >&2; exit 1; }
+  bin="$unpacked"
+fi
 PRESET="${PRESET:-base}"
 BATCH="${BATCH:-64}"
 STEPS="${STEPS:-20}"
