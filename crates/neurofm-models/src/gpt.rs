@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{check, ModelError};
 use crate::layers::{linear, Block, BlockSpec, LayerNorm};
-use crate::ops::log_softmax_last_dim;
+use crate::ops::{log_softmax_last_dim, widened};
 use crate::{Batch, Pretrainable};
 
 /// Configuration of [`Gpt`]. Missing keys take the `base` preset's values.
@@ -226,9 +226,12 @@ impl Gpt {
         let inp = tokens.narrow(1, 0, l - 1)?;
         let tgt = tokens.narrow(1, 1, l - 1)?.contiguous()?;
         let logits = self.head.forward(&self.hidden(&inp)?)?; // [B, L-1, V]
-        let logp = log_softmax_last_dim(&logits)?;
-        let picked = logp.gather(&tgt.unsqueeze(D::Minus1)?, D::Minus1)?; // [B, L-1, 1]
-        picked.sum_all()? * (-1.0 / (b * (l - 1)) as f64)
+                                                              // in f32 for bf16 / f16 logits (a half-precision sum of B (L-1) terms stalls)
+        widened([&logits], |[logits]| {
+            let logp = log_softmax_last_dim(logits)?;
+            let picked = logp.gather(&tgt.unsqueeze(D::Minus1)?, D::Minus1)?; // [B, L-1, 1]
+            picked.sum_all()? * (-1.0 / (b * (l - 1)) as f64)
+        })
     }
 
     /// Mean-pooled final hidden states `[B, d_model]`.

@@ -1,58 +1,60 @@
 //! The bf16 training step of the GPU benchmark (`train_step --device cuda --dtype bf16`) runs
 //! the composed (primitive-op) graph in bf16; there is no GPU here, so this runs the same graph
 //! on the CPU, where candle has bf16 kernels for the same ops: a forward pass, a backward pass
-//! that reaches every parameter, and AdamW updates that keep everything finite and bf16.
+//! that reaches every parameter, and AdamW updates that keep everything finite and bf16, with
+//! losses that follow an f32 run from the same weights.
 //! A dtype mismatch in the graph (an f32 constant, mask or position table meeting bf16
-//! activations) fails here instead of on a borrowed GPU.
+//! activations) fails here instead of on a borrowed GPU, and so does a statistic summed in bf16
+//! (candle's CPU sums of bf16 tensors accumulate in bf16: the MAE's first loss was 35% low).
 
 use candle_core::{DType, Device, Result, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use neurofm_models::adamw::{update_composed, AdamWStep};
 use neurofm_models::mask::random_patch_mask_on;
-use neurofm_models::{ops, Mae, MaeConfig};
+use neurofm_models::{ops, Gpt, GptConfig, Mae, MaeConfig};
 
 fn finite(t: &Tensor) -> Result<bool> {
     let v = t.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
     Ok(v.iter().all(|x| x.is_finite()))
 }
 
-/// Trains `steps` steps from the weights `init` (every parameter, by name) on the windows `x`.
-fn train(
+/// The variables of `vm`, sorted by name.
+fn vars_of(vm: &VarMap) -> Result<Vec<(String, Var)>> {
+    let data = vm
+        .data()
+        .lock()
+        .map_err(|e| candle_core::Error::Msg(format!("varmap lock: {e}")))?;
+    let mut v: Vec<(String, Var)> = data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(v)
+}
+
+/// Builds a model with `build` in `dtype`, sets its weights from `init` (the same names, any
+/// float type) and trains `steps` AdamW steps on `loss(model, dtype, step)`; returns the
+/// losses.
+fn train<M>(
     dtype: DType,
-    cfg: &MaeConfig,
-    init: &[(String, Tensor)],
-    x: &Tensor,
+    init: &[(String, Var)],
+    build: impl Fn(VarBuilder) -> Result<M>,
+    loss: impl Fn(&M, DType, u64) -> Result<Tensor>,
     steps: u64,
 ) -> Result<Vec<f32>> {
-    let dev = Device::Cpu;
     let vm = VarMap::new();
-    let model = Mae::new(cfg, VarBuilder::from_varmap(&vm, dtype, &dev))?;
-    let mut vars: Vec<(String, Var)> = {
-        let data = vm
-            .data()
-            .lock()
-            .map_err(|e| candle_core::Error::Msg(format!("varmap lock: {e}")))?;
-        data.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
-    };
-    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    let model = build(VarBuilder::from_varmap(&vm, dtype, &Device::Cpu))?;
+    let vars = vars_of(&vm)?;
     assert_eq!(vars.len(), init.len(), "parameter count");
     for ((name, v), (init_name, t)) in vars.iter().zip(init) {
         assert_eq!(name, init_name);
         assert_eq!(v.dtype(), dtype, "{name} was created as {:?}", v.dtype());
-        v.set(&t.to_dtype(dtype)?)?;
+        v.set(&t.as_tensor().to_dtype(dtype)?)?;
     }
-    let (b, c, p) = x.dims3()?;
-    let p = p / cfg.patch_len;
-    let x = x.to_dtype(dtype)?;
-    let ids = Tensor::arange(0u32, c as u32, &dev)?;
     let mut moments: Vec<(Tensor, Tensor)> = vars
         .iter()
         .map(|(_, v)| Ok((v.zeros_like()?, v.zeros_like()?)))
         .collect::<Result<_>>()?;
     let mut losses = Vec::new();
     for step in 0..steps {
-        let mask = random_patch_mask_on(&[b, c, p], cfg.mask_ratio, 7, step, &dev)?;
-        let loss = model.forward_loss(&x, &ids, &mask)?.loss;
+        let loss = loss(&model, dtype, step)?;
         assert_eq!(loss.dtype(), dtype, "loss dtype");
         let grads = loss.backward()?;
         let s = AdamWStep::new(1e-3, 0.9, 0.999, 1e-8, 0.05, step as i32 + 1);
@@ -71,32 +73,21 @@ fn train(
     Ok(losses)
 }
 
-#[test]
-fn composed_mae_trains_in_bf16_like_in_f32() -> Result<()> {
-    let mut cfg = MaeConfig::tiny();
-    cfg.decoder_depth = 1; // the base preset's decoder path too
-    let dev = Device::Cpu;
+/// Trains three steps in bf16 and in f32 from the same f32 weights, on the composed path, and
+/// checks the bf16 losses follow the f32 ones within 2% (bf16 keeps 8 significant bits).
+fn bf16_follows_f32<M>(
+    build: impl Fn(VarBuilder) -> Result<M>,
+    loss: impl Fn(&M, DType, u64) -> Result<Tensor>,
+) -> Result<()> {
     let vm = VarMap::new();
-    Mae::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &dev))?;
-    let mut init: Vec<(String, Tensor)> = {
-        let data = vm
-            .data()
-            .lock()
-            .map_err(|e| candle_core::Error::Msg(format!("varmap lock: {e}")))?;
-        data.iter()
-            .map(|(k, v)| Ok((k.clone(), v.as_tensor().copy()?)))
-            .collect::<Result<_>>()?
-    };
-    init.sort_by(|a, b| a.0.cmp(&b.0));
-    let x = Tensor::randn(0f32, 1f32, (2, 3, 4 * cfg.patch_len), &dev)?;
+    build(VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu))?;
+    let init = vars_of(&vm)?;
     let (l16, l32) = ops::with_composed_ops(|| -> Result<_> {
         Ok((
-            train(DType::BF16, &cfg, &init, &x, 3)?,
-            train(DType::F32, &cfg, &init, &x, 3)?,
+            train(DType::BF16, &init, &build, &loss, 3)?,
+            train(DType::F32, &init, &build, &loss, 3)?,
         ))
     })?;
-    // Same weights, windows and masks: the bf16 losses follow the f32 ones to within 2% (bf16
-    // keeps 8 significant bits; with sums accumulated in bf16 the first loss was 35% low).
     for (a, b) in l16.iter().zip(&l32) {
         eprintln!("bf16 loss {a}, f32 loss {b}");
         assert!(a.is_finite(), "bf16 loss {a}");
@@ -106,4 +97,31 @@ fn composed_mae_trains_in_bf16_like_in_f32() -> Result<()> {
         );
     }
     Ok(())
+}
+
+#[test]
+fn composed_mae_trains_in_bf16_like_in_f32() -> Result<()> {
+    let mut cfg = MaeConfig::tiny();
+    cfg.decoder_depth = 1; // the base preset's decoder path too
+    let (b, c, p) = (2, 3, 4);
+    let x = Tensor::randn(0f32, 1f32, (b, c, p * cfg.patch_len), &Device::Cpu)?;
+    let ids = Tensor::arange(0u32, c as u32, &Device::Cpu)?;
+    bf16_follows_f32(
+        |vb| Mae::new(&cfg, vb),
+        |model, dtype, step| {
+            let mask = random_patch_mask_on(&[b, c, p], cfg.mask_ratio, 7, step, &Device::Cpu)?;
+            Ok(model.forward_loss(&x.to_dtype(dtype)?, &ids, &mask)?.loss)
+        },
+    )
+}
+
+#[test]
+fn composed_gpt_trains_in_bf16_like_in_f32() -> Result<()> {
+    let cfg = GptConfig::tiny();
+    let tokens: Vec<u32> = (0..4 * 64).map(|i| (i * 37 + i / 5) % 256).collect();
+    let tokens = Tensor::from_vec(tokens, (4, 64), &Device::Cpu)?;
+    bf16_follows_f32(
+        |vb| Gpt::new(&cfg, vb),
+        |model, _, _| model.forward_loss(&tokens),
+    )
 }
