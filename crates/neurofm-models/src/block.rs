@@ -12,7 +12,8 @@
 //!
 //! The forward pass keeps what the backward pass reads: the two layer-norm outputs, the `qkv`
 //! projection, the attention output and its log-sum-exp rows (and its probabilities, while
-//! [`keep_probabilities`] says so), `x1`, the MLP's pre-activation and its GELU. The backward pass chains the same kernels as the per-op nodes
+//! [`keep_probabilities`] says so), `x1`, the MLP's pre-activation and its GELU. The backward
+//! pass chains the same kernels as the per-op nodes
 //! ([`crate::fused`] linear products and column sums, [`crate::ops`] layer norm,
 //! [`crate::attention`]) and folds the residual gradients into the layer-norm backward passes.
 //! `tests/gradients.rs` checks it against finite differences and against the composed path.

@@ -226,7 +226,8 @@ impl Gpt {
         let inp = tokens.narrow(1, 0, l - 1)?;
         let tgt = tokens.narrow(1, 1, l - 1)?.contiguous()?;
         let logits = self.head.forward(&self.hidden(&inp)?)?; // [B, L-1, V]
-                                                              // in f32 for bf16 / f16 logits (a half-precision sum of B (L-1) terms stalls)
+
+        // In f32 for bf16 / f16 logits (a half-precision sum of B (L-1) terms stalls).
         widened([&logits], |[logits]| {
             let logp = log_softmax_last_dim(logits)?;
             let picked = logp.gather(&tgt.unsqueeze(D::Minus1)?, D::Minus1)?; // [B, L-1, 1]

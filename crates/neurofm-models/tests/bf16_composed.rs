@@ -7,6 +7,9 @@
 //! activations) fails here instead of on a borrowed GPU, and so does a statistic summed in bf16
 //! (candle's CPU sums of bf16 tensors accumulate in bf16: the MAE's first loss was 35% low).
 
+mod common;
+use common::vars_of;
+
 use candle_core::{DType, Device, Result, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use neurofm_models::adamw::{update_composed, AdamWStep};
@@ -16,17 +19,6 @@ use neurofm_models::{ops, Gpt, GptConfig, Mae, MaeConfig};
 fn finite(t: &Tensor) -> Result<bool> {
     let v = t.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
     Ok(v.iter().all(|x| x.is_finite()))
-}
-
-/// The variables of `vm`, sorted by name.
-fn vars_of(vm: &VarMap) -> Result<Vec<(String, Var)>> {
-    let data = vm
-        .data()
-        .lock()
-        .map_err(|e| candle_core::Error::Msg(format!("varmap lock: {e}")))?;
-    let mut v: Vec<(String, Var)> = data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    v.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(v)
 }
 
 /// Builds a model with `build` in `dtype`, sets its weights from `init` (the same names, any

@@ -1,6 +1,9 @@
 //! Finite-difference gradient tests of every module used in training (f64 unless noted),
 //! and proof that the harness catches stopped gradients (candle's fused ops fail it).
 
+mod common;
+use common::vars_of;
+
 use candle_core::{DType, Device, Module, Result, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use neurofm_models::gradcheck::{check_gradients, seeded_uniform, GradReport};
@@ -9,16 +12,6 @@ use neurofm_models::{fused, ops, Gpt, GptConfig, Mae, MaeConfig};
 
 const TOL: f64 = 1e-3;
 const H: f64 = 1e-5;
-
-fn vars_of(vm: &VarMap) -> Result<Vec<(String, Var)>> {
-    let data = vm
-        .data()
-        .lock()
-        .map_err(|e| candle_core::Error::Msg(format!("varmap lock: {e}")))?;
-    let mut v: Vec<(String, Var)> = data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    v.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(v)
-}
 
 fn var(shape: &[usize], seed: u64, dtype: DType) -> Result<Var> {
     Var::from_tensor(&seeded_uniform(
