@@ -377,6 +377,36 @@ impl WindowIndex {
             .collect()
     }
 
+    /// Keeps the windows of the subjects in `include` (all when `None`) that are not in
+    /// `exclude`. A listed subject the index does not have is an error (a typo would otherwise
+    /// silently change what a model is trained or evaluated on), and so is a selection that
+    /// keeps no window.
+    pub fn retain_subjects(
+        &mut self,
+        include: Option<&[String]>,
+        exclude: &[String],
+    ) -> Result<(), DataError> {
+        let known = self.subjects();
+        for s in include.unwrap_or(&[]).iter().chain(exclude) {
+            if !known.contains(s) {
+                return Err(DataError::Window(format!(
+                    "subject `{s}` has no window here (subjects: {})",
+                    known.join(", ")
+                )));
+            }
+        }
+        self.windows.retain(|w| {
+            let s = w.subject.as_deref().unwrap_or("");
+            include.is_none_or(|inc| inc.iter().any(|i| i == s)) && !exclude.iter().any(|e| e == s)
+        });
+        if self.windows.is_empty() {
+            return Err(DataError::Window(
+                "the subject selection keeps no window".into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// Drops windows in which any sample's absolute value exceeds `max_abs` (stored units) and
     /// reports how many were dropped per entry.
     pub fn reject_amplitude(

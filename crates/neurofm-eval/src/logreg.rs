@@ -5,6 +5,7 @@
 //! intercepts unpenalized (and returned centred: they sum to zero, as the gradient keeps them).
 //! Checked against scikit-learn by `tests/logreg_reference.rs`.
 
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::EvalError;
@@ -108,8 +109,7 @@ impl Problem<'_> {
         for i in 0..self.n {
             let xi = &self.x[i * d..(i + 1) * d];
             for c in 0..k {
-                let row = &wmat[c * d..(c + 1) * d];
-                z[c] = b[c] + row.iter().zip(xi).map(|(a, b)| a * b).sum::<f64>();
+                z[c] = b[c] + dot(&wmat[c * d..(c + 1) * d], xi);
             }
             let m = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
             let lse = m + z.iter().map(|v| (v - m).exp()).sum::<f64>().ln();
@@ -120,10 +120,7 @@ impl Problem<'_> {
                 let p = (z[c] - lse).exp();
                 let r = wi * (p - if c == yi { 1.0 } else { 0.0 });
                 if r != 0.0 {
-                    let g = &mut grad[c * d..(c + 1) * d];
-                    for (gj, xj) in g.iter_mut().zip(xi) {
-                        *gj += r * xj;
-                    }
+                    axpy(r, xi, &mut grad[c * d..(c + 1) * d]);
                     grad[k * d + c] += r;
                 }
             }
@@ -137,8 +134,31 @@ impl Problem<'_> {
     }
 }
 
+/// `y += a * x`.
+fn axpy(a: f64, x: &[f64], y: &mut [f64]) {
+    for (yv, xv) in y.iter_mut().zip(x) {
+        *yv += a * xv;
+    }
+}
+
+/// Dot product with eight independent partial sums, so the compiler can keep them in vector
+/// registers (a single running sum is a serial dependency chain in IEEE arithmetic).
 fn dot(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [0.0f64; 8];
+    let mut ca = a.chunks_exact(8);
+    let mut cb = b.chunks_exact(8);
+    for (x, y) in (&mut ca).zip(&mut cb) {
+        for l in 0..8 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    let mut tail = 0.0;
+    for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
+        tail += x * y;
+    }
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
 }
 
 impl LogReg {
@@ -150,6 +170,20 @@ impl LogReg {
         y: &[usize],
         n_classes: usize,
         cfg: &LogRegConfig,
+    ) -> Result<LogReg, EvalError> {
+        Self::fit_from(x, d, y, n_classes, cfg, None)
+    }
+
+    /// [`LogReg::fit`] started from `init` (a fit of the same data at another C, as along a
+    /// regularization path) instead of zero. The objective is strictly convex, so the optimum
+    /// is the same; only the number of iterations changes.
+    pub fn fit_from(
+        x: &[f64],
+        d: usize,
+        y: &[usize],
+        n_classes: usize,
+        cfg: &LogRegConfig,
+        init: Option<&LogReg>,
     ) -> Result<LogReg, EvalError> {
         let n = y.len();
         if x.len() != n * d {
@@ -203,6 +237,12 @@ impl LogReg {
         };
         let p = n_classes * (d + 1);
         let mut theta = vec![0.0; p];
+        if let Some(m) = init {
+            if m.n_classes == n_classes && m.n_features == d {
+                theta[..n_classes * d].copy_from_slice(&m.coef);
+                theta[n_classes * d..].copy_from_slice(&m.intercept);
+            }
+        }
         let mut grad = vec![0.0; p];
         let mut f = prob.eval(&theta, &mut grad);
         let m = 10;
@@ -459,12 +499,13 @@ pub fn select_c(
         });
     }
     let fold_of = |g: usize| uniq.binary_search(&g).map(|p| p % k).unwrap_or(0);
-    let mut scores = Vec::new();
-    for &c in cs {
-        let cfg = LogRegConfig { c, ..base.clone() };
-        let mut sum = 0.0;
-        let mut used = 0usize;
-        for f in 0..k {
+    // The C path in increasing order, each fit warm-started from the previous one.
+    let mut path: Vec<usize> = (0..cs.len()).collect();
+    path.sort_by(|&a, &b| cs[a].total_cmp(&cs[b]));
+    // Inner folds in parallel; per fold the balanced accuracy of every C (None: fold unusable).
+    let per_fold: Vec<Option<Vec<f64>>> = (0..k)
+        .into_par_iter()
+        .map(|f| -> Result<Option<Vec<f64>>, EvalError> {
             let (mut xtr, mut ytr, mut xte, mut yte) = (vec![], vec![], vec![], vec![]);
             for i in 0..y.len() {
                 let row = &x[i * d..(i + 1) * d];
@@ -479,17 +520,31 @@ pub fn select_c(
             let mut present = vec![false; n_classes];
             ytr.iter().for_each(|&v| present[v] = true);
             if yte.is_empty() || present.iter().any(|p| !p) {
-                continue;
+                return Ok(None);
             }
             let st = Standardizer::fit(&xtr, d)?;
-            let model = LogReg::fit(&st.transform(&xtr), d, &ytr, n_classes, &cfg)?;
-            let proba = model.predict_proba(&st.transform(&xte))?;
-            let pred = argmax_rows(&proba, n_classes);
-            sum += balanced_accuracy(&confusion_matrix(&yte, &pred, n_classes)?);
-            used += 1;
-        }
-        if used > 0 {
-            scores.push((c, sum / used as f64));
+            let (xtr, xte) = (st.transform(&xtr), st.transform(&xte));
+            let mut acc = vec![0.0; cs.len()];
+            let mut prev: Option<LogReg> = None;
+            for &ci in &path {
+                let cfg = LogRegConfig {
+                    c: cs[ci],
+                    ..base.clone()
+                };
+                let model = LogReg::fit_from(&xtr, d, &ytr, n_classes, &cfg, prev.as_ref())?;
+                let pred = argmax_rows(&model.predict_proba(&xte)?, n_classes);
+                acc[ci] = balanced_accuracy(&confusion_matrix(&yte, &pred, n_classes)?);
+                prev = Some(model);
+            }
+            Ok(Some(acc))
+        })
+        .collect::<Result<_, _>>()?;
+    let used: Vec<&Vec<f64>> = per_fold.iter().flatten().collect();
+    let mut scores = Vec::new();
+    if !used.is_empty() {
+        for (ci, &c) in cs.iter().enumerate() {
+            let sum: f64 = used.iter().map(|a| a[ci]).sum();
+            scores.push((c, sum / used.len() as f64));
         }
     }
     let mut best: Option<(f64, f64)> = None;

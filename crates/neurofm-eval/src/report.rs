@@ -277,7 +277,8 @@ impl Report {
         for &i in &models {
             let m = &self.methods[i];
             for (j, b) in self.methods.iter().enumerate() {
-                if b.kind != MethodKind::Baseline {
+                // Compared at the same alignment setting only.
+                if b.kind != MethodKind::Baseline || b.ea != m.ea {
                     continue;
                 }
                 let (mm, bm) = (

@@ -19,8 +19,18 @@ impl StoreWindows {
     /// Cuts `store` into the task's windows. Every class the windows carry must be one of the
     /// task's classes.
     pub fn new(store: Store, task: &TaskConfig) -> Result<StoreWindows, EvalError> {
-        let index = WindowIndex::build(&store, &task.windows)
+        let mut index = WindowIndex::build(&store, &task.windows)
             .map_err(|e| EvalError::config(format!("task {} windows", task.name), e.to_string()))?;
+        if task.subjects.is_some() || !task.exclude_subjects.is_empty() {
+            index
+                .retain_subjects(task.subjects.as_deref(), &task.exclude_subjects)
+                .map_err(|e| {
+                    EvalError::config(
+                        format!("task {} subjects / exclude_subjects", task.name),
+                        e.to_string(),
+                    )
+                })?;
+        }
         let mut remap = Vec::with_capacity(index.classes.len());
         for c in &index.classes {
             let pos = task.classes.iter().position(|t| t == c).ok_or_else(|| {

@@ -37,6 +37,12 @@ pub struct TaskConfig {
     /// Class names in label order.
     pub classes: Vec<String>,
     pub windows: WindowConfig,
+    /// Evaluate only these subjects (default: every subject with labelled windows).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subjects: Option<Vec<String>>,
+    /// Leave these subjects out of the evaluation.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude_subjects: Vec<String>,
     #[serde(default = "default_protocol")]
     pub protocol: Protocol,
     #[serde(default)]

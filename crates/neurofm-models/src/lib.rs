@@ -22,6 +22,7 @@ pub mod gradcheck;
 pub mod layers;
 pub mod mae;
 pub mod mask;
+pub mod objective;
 pub mod ops;
 pub mod vmath;
 
@@ -52,6 +53,65 @@ pub trait Pretrainable: Send + Sync {
     fn loss(&self, batch: &Batch, seed: u64, step: u64) -> Result<Tensor>;
     /// Pooled features `[B, d_model]`.
     fn encode(&self, batch: &Batch) -> Result<Tensor>;
+    /// Encoder outputs of every token, `[B, C, P, d_model]` (per channel `c`, its `P` tokens in
+    /// time order), for the readouts of [`Pool`].
+    fn encode_tokens(&self, batch: &Batch) -> Result<Tensor> {
+        let _ = batch;
+        candle_core::bail!("this model does not expose per-token encoder outputs")
+    }
+    /// Whether the model has a class token ([`Pool::Cls`]).
+    fn has_cls_token(&self) -> bool {
+        false
+    }
+}
+
+/// How per-token encoder outputs become one feature vector per window (`--pool`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Pool {
+    /// Mean over every token: `[B, d_model]`.
+    #[default]
+    Mean,
+    /// Mean over time per channel, concatenated in the task's channel order: `[B, C·d_model]`,
+    /// so the topography survives.
+    Channel,
+    /// The class token's output (models with a class token only).
+    Cls,
+    /// A learned attention pooling (finetuning only: its query is trained with the head).
+    Attention,
+}
+
+impl Pool {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Pool::Mean => "mean",
+            Pool::Channel => "channel",
+            Pool::Cls => "cls",
+            Pool::Attention => "attention",
+        }
+    }
+
+    /// Feature width for `n_channels` channels of a `d_model`-wide encoder (attention pooling:
+    /// `d_model`).
+    pub fn dim(self, n_channels: usize, d_model: usize) -> usize {
+        match self {
+            Pool::Channel => n_channels * d_model,
+            _ => d_model,
+        }
+    }
+
+    /// Pools `tokens` `[B, C, P, d]` (mean and channel readouts; the others need the model).
+    pub fn pool_tokens(self, tokens: &Tensor) -> Result<Tensor> {
+        let (b, c, p, d) = tokens.dims4()?;
+        match self {
+            Pool::Mean => tokens.reshape((b, c * p, d))?.mean(1),
+            Pool::Channel => tokens.mean(2)?.reshape((b, c * d)),
+            Pool::Cls | Pool::Attention => candle_core::bail!(
+                "pool `{}` is not a fixed readout of the token outputs",
+                self.as_str()
+            ),
+        }
+    }
 }
 
 /// Any model's configuration, tagged by `type` (`"mae"` or `"gpt"`): what `config.json`

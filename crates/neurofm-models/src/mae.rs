@@ -27,6 +27,7 @@ use crate::error::{check, ModelError};
 use crate::fused;
 use crate::layers::{linear, Block, BlockSpec, LayerNorm};
 use crate::mask::random_patch_mask_on;
+use crate::objective::{normalize_patches, MaeObjective};
 use crate::{Batch, Pretrainable};
 
 /// Configuration of [`Mae`]. Missing keys take the `base` preset's values.
@@ -61,6 +62,9 @@ pub struct MaeConfig {
     pub layer_norm_eps: f64,
     /// Bias in the q/k/v projection.
     pub qkv_bias: bool,
+    /// What the masked patches are reconstructed as (`raw` when absent, as before objectives
+    /// existed).
+    pub objective: MaeObjective,
 }
 
 impl Default for MaeConfig {
@@ -90,6 +94,7 @@ impl MaeConfig {
             decoder_heads: 4,
             layer_norm_eps: 1e-5,
             qkv_bias: true,
+            objective: MaeObjective::Raw,
         }
     }
 
@@ -110,6 +115,7 @@ impl MaeConfig {
             decoder_heads: 4,
             layer_norm_eps: 1e-5,
             qkv_bias: true,
+            objective: MaeObjective::Raw,
         }
     }
 
@@ -176,6 +182,12 @@ impl MaeConfig {
             "layer_norm_eps",
             || format!("must be > 0, got {}", self.layer_norm_eps),
         )?;
+        if let MaeObjective::Spectral(sp) = &self.objective {
+            sp.validate(self.patch_len)?;
+            check(self.fft_loss_weight == 0.0, "fft_loss_weight", || {
+                "must be 0 with the spectral objective (its amplitude head already predicts the spectrum)".into()
+            })?;
+        }
         Ok(())
     }
 
@@ -200,12 +212,15 @@ impl MaeConfig {
 pub struct MaeOutput {
     /// `recon_loss + fft_loss_weight * fft_loss` (scalar).
     pub loss: Tensor,
-    /// Mean squared error over the masked patches' samples (scalar).
+    /// The objective's loss over the masked patches (scalar): mean squared error of their
+    /// samples, or for `spectral` amplitude MSE + `phase_weight` × phase MSE.
     pub recon_loss: Tensor,
     /// Mean squared error of the masked patches' Fourier amplitudes (scalar), when
     /// `fft_loss_weight > 0`.
     pub fft_loss: Option<Tensor>,
-    /// Reconstruction of every patch `[B, C, n_patches, patch_len]`.
+    /// Prediction for every patch: `[B, C, n_patches, patch_len]` samples (`raw`, z-scored for
+    /// `raw-normalized`) or `[B, C, n_patches, amp_dim]` standardized log amplitudes
+    /// (`spectral`).
     pub pred: Tensor,
 }
 
@@ -223,6 +238,8 @@ pub struct Mae {
     decoder_blocks: Vec<Block>,
     decoder_norm: Option<LayerNorm>,
     head: Linear,
+    /// Phase head of the `spectral` objective (`head` predicts the amplitudes).
+    phase_head: Option<Linear>,
 }
 
 impl Mae {
@@ -269,7 +286,19 @@ impl Mae {
         } else {
             (None, Vec::new(), None, d)
         };
-        let head = linear(head_in, cfg.patch_len, true, vb.pp("head"))?;
+        let (head_out, phase_head) = match &cfg.objective {
+            MaeObjective::Raw | MaeObjective::RawNormalized => (cfg.patch_len, None),
+            MaeObjective::Spectral(sp) => (
+                sp.amp_dim(cfg.patch_len),
+                Some(linear(
+                    head_in,
+                    crate::objective::SpectralTarget::phase_dim(cfg.patch_len),
+                    true,
+                    vb.pp("phase_head"),
+                )?),
+            ),
+        };
+        let head = linear(head_in, head_out, true, vb.pp("head"))?;
         Ok(Self {
             cfg: cfg.clone(),
             patch_embed,
@@ -282,6 +311,7 @@ impl Mae {
             decoder_blocks,
             decoder_norm,
             head,
+            phase_head,
         })
     }
 
@@ -385,11 +415,41 @@ impl Mae {
                 h = nrm.forward(&h)?;
             }
         }
-        let pred = fused::linear(&self.head, &h)?.reshape((b, c, p, n))?;
-        let m = mask.to_dtype(pred.dtype())?.reshape((b, c, p, 1))?;
-        // Average over masked patches; a mask with no masked patch gives loss 0.
-        let recon_loss = fused::masked_mse(&pred, &patches, &m)?;
-        let (loss, fft_loss) = if self.cfg.fft_loss_weight > 0.0 {
+        let m = mask.to_dtype(h.dtype())?.reshape((b, c, p, 1))?;
+        let head = fused::linear(&self.head, &h)?;
+        let (pred, recon_loss, extra) = match &self.cfg.objective {
+            MaeObjective::Raw => {
+                let pred = head.reshape((b, c, p, n))?;
+                let l = fused::masked_mse(&pred, &patches, &m)?;
+                (pred, l, None)
+            }
+            MaeObjective::RawNormalized => {
+                let pred = head.reshape((b, c, p, n))?;
+                let target = normalize_patches(&patches)?;
+                let l = fused::masked_mse(&pred, &target, &m)?;
+                (pred, l, None)
+            }
+            MaeObjective::Spectral(sp) => {
+                let phase_head = self.phase_head.as_ref().ok_or_else(|| {
+                    candle_core::Error::Msg("mae: spectral objective without a phase head".into())
+                })?;
+                let rows = patches.reshape((b * c * p, n))?;
+                let (ta, tp) = sp.targets(&rows)?;
+                let na = ta.dim(1)?;
+                let np = tp.dim(1)?;
+                let pred = head.reshape((b, c, p, na))?;
+                let pph = fused::linear(phase_head, &h)?.reshape((b, c, p, np))?;
+                let la = fused::masked_mse(&pred, &ta.reshape((b, c, p, na))?, &m)?;
+                let lp = fused::masked_mse(&pph, &tp.reshape((b, c, p, np))?, &m)?;
+                (pred, la, Some((lp * sp.phase_weight)?))
+            }
+        };
+        let recon_loss = match extra {
+            Some(e) => (recon_loss + e)?,
+            None => recon_loss,
+        };
+        let spectral = matches!(self.cfg.objective, MaeObjective::Spectral(_));
+        let (loss, fft_loss) = if self.cfg.fft_loss_weight > 0.0 && !spectral {
             let n_masked = m.sum_all()?.maximum(1.0)?.detach();
             let (cos, sin) = dft_matrices(n, pred.dtype(), pred.device())?;
             let k = cos.dim(1)?;
@@ -416,6 +476,14 @@ impl Mae {
     pub fn encode(&self, x: &Tensor, channel_ids: &Tensor) -> Result<Tensor> {
         let (tok, _) = self.embed(x, channel_ids, None)?;
         self.encoder(tok)?.mean(1)
+    }
+
+    /// Encoder outputs of every token of unmasked `x` `[B, C, T]`, as `[B, C, P, d_model]`.
+    pub fn encode_tokens(&self, x: &Tensor, channel_ids: &Tensor) -> Result<Tensor> {
+        let (b, c, t) = x.dims3()?;
+        let p = self.n_patches(t)?;
+        let (tok, _) = self.embed(x, channel_ids, None)?;
+        self.encoder(tok)?.reshape((b, c, p, self.cfg.d_model))
     }
 }
 
@@ -465,5 +533,9 @@ impl Pretrainable for Mae {
 
     fn encode(&self, batch: &Batch) -> Result<Tensor> {
         Mae::encode(self, &batch.x, &batch.channel_ids)
+    }
+
+    fn encode_tokens(&self, batch: &Batch) -> Result<Tensor> {
+        Mae::encode_tokens(self, &batch.x, &batch.channel_ids)
     }
 }

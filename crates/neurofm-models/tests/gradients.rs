@@ -288,6 +288,56 @@ fn mae_loss_gradients() -> Result<()> {
     Ok(())
 }
 
+/// The raw-normalized and spectral objectives (amplitude and phase heads, their standardized
+/// targets and masked losses), in f64 against finite differences.
+#[test]
+fn mae_objective_gradients() -> Result<()> {
+    use neurofm_models::objective::{MaeObjective, SpectralTarget, Taper};
+    let x = seeded_uniform(&[2, 3, 24], -1.0, 1.0, 21, DType::F64, &Device::Cpu)?;
+    let mut bands = SpectralTarget::new(Taper::Hann, vec![[0, 2], [2, 5]], 0.5);
+    bands.fit(&x.reshape((18, 8))?)?;
+    let mut bins = SpectralTarget::new(Taper::None, vec![], 1.0);
+    bins.fit(&x.reshape((18, 8))?)?;
+    for (obj, dec) in [
+        (MaeObjective::RawNormalized, 0),
+        (MaeObjective::Spectral(bands), 1),
+        (MaeObjective::Spectral(bins), 0),
+    ] {
+        let cfg = MaeConfig {
+            objective: obj.clone(),
+            ..small_mae(0.0, dec)
+        };
+        let vm = VarMap::new();
+        let mae = Mae::new(&cfg, VarBuilder::from_varmap(&vm, DType::F64, &Device::Cpu))?;
+        let ids = Tensor::new(&[0u32, 5, 343], &Device::Cpu)?;
+        let mask = neurofm_models::mask::random_patch_mask(&[2, 3, 3], 0.5, 3, 0)?;
+        let vars = vars_of(&vm)?;
+        if matches!(obj, MaeObjective::Spectral(_)) {
+            assert!(vars.iter().any(|(n, _)| n == "phase_head.weight"));
+        }
+        let f = || Ok(mae.forward_loss(&x, &ids, &mask)?.loss);
+        let rep = check_gradients(&f, &vars, 16, H, 5)?;
+        for r in &rep {
+            assert!(r.has_grad, "{} ({}): no gradient", r.name, obj.name());
+            assert!(
+                r.rel_err < TOL,
+                "{} ({}): relative error {:e}",
+                r.name,
+                obj.name(),
+                r.rel_err
+            );
+        }
+        for r in rep.iter().filter(|r| r.name.contains("head")) {
+            assert!(
+                r.numeric_norm > 1e-8,
+                "{}: numeric gradient vanishes",
+                r.name
+            );
+        }
+    }
+    Ok(())
+}
+
 #[test]
 fn gpt_loss_gradients() -> Result<()> {
     let cfg = GptConfig {

@@ -22,7 +22,7 @@ use neurofm_eval::probe::{FoldResult, SubjectResult};
 use neurofm_eval::protocol::{check_fold, split_validation, Fold, Protocol, WindowMeta};
 use neurofm_eval::source::FeatureExtractor;
 use neurofm_eval::EvalError;
-use neurofm_models::{Batch, ModelConfig, Pretrainable};
+use neurofm_models::{Batch, ModelConfig, Pool, Pretrainable};
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{self, sorted_vars, Checkpoint, LoadReport, TrainerState};
@@ -148,7 +148,7 @@ fn channel_tensor(channel_names: &[String], device: &Device) -> Result<Tensor> {
     Ok(Tensor::from_slice(&ids, ids.len(), device)?)
 }
 
-/// Frozen encoder features (`encode()`, mean-pooled) as a probe feature extractor.
+/// Frozen encoder features (pooled per [`Pool`]) as a probe feature extractor.
 pub struct EncoderFeatures {
     model: Box<dyn Pretrainable>,
     channel_ids: Tensor,
@@ -156,28 +156,76 @@ pub struct EncoderFeatures {
     dim: usize,
     device: Device,
     name: String,
+    pool: Pool,
 }
 
 impl EncoderFeatures {
-    /// `channel_names`: the task's channels in window order.
+    /// The pretrained encoder of `pretrained`, its weights loaded strictly. `channel_names`: the
+    /// task's channels in window order.
     pub fn new(
         pretrained: &Pretrained,
         channel_names: &[String],
         device: &Device,
+        pool: Pool,
     ) -> Result<(EncoderFeatures, LoadReport)> {
         let varmap = VarMap::new();
         let (model, report) = pretrained.build(&varmap, 0, device)?;
-        Ok((
-            EncoderFeatures {
-                model,
-                channel_ids: channel_tensor(channel_names, device)?,
-                n_channels: channel_names.len(),
-                dim: feature_dim(&pretrained.model),
-                device: device.clone(),
-                name: format!("{}-encoder", pretrained.state.model_kind),
-            },
-            report,
-        ))
+        let enc = Self::from_model(pretrained, model, channel_names, device, pool)?;
+        Ok((enc, report))
+    }
+
+    /// The same architecture with the seeded random initialization its pretraining started
+    /// from (`train.seed` of the checkpoint): the untrained twin every pretrained encoder is
+    /// compared with.
+    pub fn random_init(
+        pretrained: &Pretrained,
+        channel_names: &[String],
+        device: &Device,
+        pool: Pool,
+    ) -> Result<EncoderFeatures> {
+        let varmap = VarMap::new();
+        let vb = SeededVarMap::var_builder(&varmap, pretrained.state.seed, DType::F32, device);
+        let model = pretrained.model.build(vb)?;
+        let mut enc = Self::from_model(pretrained, model, channel_names, device, pool)?;
+        enc.name = format!("random-init-{}", pretrained.state.model_kind);
+        Ok(enc)
+    }
+
+    fn from_model(
+        pretrained: &Pretrained,
+        model: Box<dyn Pretrainable>,
+        channel_names: &[String],
+        device: &Device,
+        pool: Pool,
+    ) -> Result<EncoderFeatures> {
+        match pool {
+            Pool::Cls if !model.has_cls_token() => {
+                return Err(TrainError::Config {
+                    field: "pool".into(),
+                    reason: format!(
+                        "the {} encoder of {} has no class token; use --pool mean or channel",
+                        pretrained.state.model_kind,
+                        pretrained.dir.display()
+                    ),
+                })
+            }
+            Pool::Attention => {
+                return Err(TrainError::Config {
+                    field: "pool".into(),
+                    reason: "attention pooling is learned with the classifier: use it with `neurofm finetune`; a frozen probe takes --pool mean, channel or cls".into(),
+                })
+            }
+            _ => {}
+        }
+        Ok(EncoderFeatures {
+            model,
+            channel_ids: channel_tensor(channel_names, device)?,
+            n_channels: channel_names.len(),
+            dim: pool.dim(channel_names.len(), feature_dim(&pretrained.model)),
+            device: device.clone(),
+            name: format!("{}-encoder", pretrained.state.model_kind),
+            pool,
+        })
     }
 }
 
@@ -201,13 +249,20 @@ impl FeatureExtractor for EncoderFeatures {
         };
         let t = x.len() / (batch * self.n_channels).max(1);
         let xt = Tensor::from_slice(x, (batch, self.n_channels, t), &self.device).map_err(num)?;
-        let f = self
-            .model
-            .encode(&Batch {
-                x: xt,
-                channel_ids: self.channel_ids.clone(),
-                tokens: None,
-            })
+        let b = Batch {
+            x: xt,
+            channel_ids: self.channel_ids.clone(),
+            tokens: None,
+        };
+        let pooled = match self.pool {
+            // The model's own mean pooling (as before readouts existed).
+            Pool::Mean => self.model.encode(&b),
+            p => self
+                .model
+                .encode_tokens(&b)
+                .and_then(|tok| p.pool_tokens(&tok)),
+        };
+        let f = pooled
             .and_then(|f| f.to_dtype(DType::F64))
             .and_then(|f| f.to_device(&Device::Cpu))
             .and_then(|f| f.flatten_all())

@@ -22,6 +22,9 @@ pub struct StepRecord {
     pub windows_per_s: f64,
     /// Training wall time since the run first started (resumes included).
     pub elapsed_s: f64,
+    /// `loss` / the objective's trivial loss, when the run knows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_over_trivial: Option<f64>,
 }
 
 /// Appends records to `<run>/metrics.jsonl`.

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use candle_core::{Device, Tensor};
 use neurofm_data::store::Store;
 use neurofm_data::window::{LabelSource, WindowConfig, WindowIndex};
+use neurofm_models::objective::{trivial_loss, MaeObjective, SpectralTarget, Taper};
 use neurofm_models::{Batch, GptConfig, MaeConfig, ModelConfig, Pretrainable};
 use neurofm_tokenize::Tokenizer;
 use serde::{Deserialize, Serialize};
@@ -27,6 +28,97 @@ pub struct PretrainConfig {
     /// `[tokenizer]`: the fitted discrete tokenizer a token model (`kind = "gpt"`) reads.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tokenizer: Option<TokenizerSection>,
+    /// `[objective]`: what a masked autoencoder predicts for its masked patches (default raw).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub objective: Option<ObjectiveSection>,
+}
+
+/// `[objective]` of a masked autoencoder.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObjectiveSection {
+    /// `raw` (masked-patch MSE), `raw-normalized` (each target patch z-scored), `spectral`
+    /// (standardized log-amplitude spectrum and phase of each masked patch).
+    pub kind: String,
+    /// `spectral`: amplitude bands `[[lo, hi], ...]` in Hz (half-open); absent = every rfft bin.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bands_hz: Vec<[f64; 2]>,
+    /// `spectral`: weight of the phase loss (cos, sin of every bin) against the amplitude loss.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase_weight: Option<f64>,
+    /// `spectral`: taper before the DFT, `hann` (default) or `none`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub taper: Option<Taper>,
+    /// Windows (spread evenly over the store) used to fit the target standardization and to
+    /// compute the trivial loss (default 512).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fit_windows: Option<usize>,
+}
+
+impl ObjectiveSection {
+    /// The objective for patches of `patch_len` samples at `sfreq_hz` (unfitted).
+    pub fn resolve(&self, patch_len: usize, sfreq_hz: f64) -> Result<MaeObjective> {
+        let bad = |field: &str, reason: String| TrainError::Config {
+            field: format!("objective.{field}"),
+            reason,
+        };
+        let spectral_only = |field: &str| {
+            Err(bad(
+                field,
+                format!(
+                    "only applies to kind = \"spectral\" (kind is \"{}\")",
+                    self.kind
+                ),
+            ))
+        };
+        if self.kind != "spectral" {
+            if !self.bands_hz.is_empty() {
+                return spectral_only("bands_hz");
+            }
+            if self.phase_weight.is_some() {
+                return spectral_only("phase_weight");
+            }
+            if self.taper.is_some() {
+                return spectral_only("taper");
+            }
+        }
+        match self.kind.as_str() {
+            "raw" => Ok(MaeObjective::Raw),
+            "raw-normalized" => Ok(MaeObjective::RawNormalized),
+            "spectral" => {
+                let k = SpectralTarget::n_bins(patch_len);
+                let df = sfreq_hz / patch_len as f64;
+                let mut bands = Vec::new();
+                for (i, &[lo, hi]) in self.bands_hz.iter().enumerate() {
+                    // Bins whose centre frequency f = j * df lies in [lo, hi).
+                    let first = (lo / df).ceil().max(0.0) as usize;
+                    let end = ((hi / df).ceil().max(0.0) as usize).min(k);
+                    if !(lo.is_finite() && hi.is_finite() && lo < hi) || first >= end {
+                        return Err(bad(
+                            "bands_hz",
+                            format!(
+                                "band {i} = [{lo}, {hi}) Hz holds no rfft bin of a {patch_len}-sample patch at {sfreq_hz} Hz (bins every {df} Hz up to {} Hz)",
+                                (k - 1) as f64 * df
+                            ),
+                        ));
+                    }
+                    bands.push([first, end]);
+                }
+                let t = SpectralTarget::new(
+                    self.taper.unwrap_or_default(),
+                    bands,
+                    self.phase_weight.unwrap_or(1.0),
+                );
+                t.validate(patch_len)
+                    .map_err(|e| bad("phase_weight", e.to_string()))?;
+                Ok(MaeObjective::Spectral(t))
+            }
+            other => Err(bad(
+                "kind",
+                format!("unknown objective `{other}`; supported: raw, raw-normalized, spectral"),
+            )),
+        }
+    }
 }
 
 /// `[tokenizer]`
@@ -49,6 +141,12 @@ pub struct DataSection {
     /// Channels the model sees, in order (default: all channels of the store).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channels: Option<Vec<String>>,
+    /// Pretrain only on these subjects (default: every subject of the store).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subjects: Option<Vec<String>>,
+    /// Never pretrain on these subjects (e.g. those a downstream task evaluates on).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude_subjects: Vec<String>,
 }
 
 /// `[data.window]`
@@ -214,6 +312,12 @@ impl PretrainConfig {
                 ModelConfig::Mae(apply_overrides(base, &m.overrides, "mae")?)
             }
             "gpt" => {
+                if self.objective.is_some() {
+                    return Err(TrainError::Config {
+                        field: "objective".into(),
+                        reason: "a gpt model predicts the next token; [objective] applies to kind = \"mae\"".into(),
+                    });
+                }
                 let tok = self.load_tokenizer()?.ok_or_else(|| TrainError::Config {
                     field: "tokenizer.path".into(),
                     reason: "a gpt model reads discrete tokens: give [tokenizer] path = a tokenizer JSON from `neurofm tokenizer train` (e.g. configs/tokenizer/mulaw.toml)".into(),
@@ -325,11 +429,16 @@ pub struct Resolved {
     pub engine: TrainConfig,
     /// The discrete tokenizer of a token model.
     pub tokenizer: Option<Tokenizer>,
+    /// The loss of a predictor that ignores its input, on a sample of the windows (see
+    /// [`trivial_loss`]; ln(vocabulary) for a token model).
+    pub trivial_loss: f64,
+    /// What that trivial predictor does.
+    pub trivial_description: String,
 }
 
 /// Opens the store, builds the windows and checks the model against them.
 pub fn resolve(cfg: &PretrainConfig) -> Result<Resolved> {
-    let model = cfg.model_config()?;
+    let mut model = cfg.model_config()?;
     let engine = cfg.train.engine_config();
     engine.validate()?;
     let store = Store::open(&cfg.data.store).map_err(|e| TrainError::Config {
@@ -337,12 +446,55 @@ pub fn resolve(cfg: &PretrainConfig) -> Result<Resolved> {
         reason: e.to_string(),
     })?;
     let wcfg = cfg.window_config(&store)?;
-    let index = WindowIndex::build(&store, &wcfg).map_err(|e| TrainError::Config {
+    let mut index = WindowIndex::build(&store, &wcfg).map_err(|e| TrainError::Config {
         field: "data.window".into(),
         reason: e.to_string(),
     })?;
+    if cfg.data.subjects.is_some() || !cfg.data.exclude_subjects.is_empty() {
+        index
+            .retain_subjects(cfg.data.subjects.as_deref(), &cfg.data.exclude_subjects)
+            .map_err(|e| TrainError::Config {
+                field: if cfg.data.subjects.is_some() {
+                    "data.subjects".into()
+                } else {
+                    "data.exclude_subjects".into()
+                },
+                reason: e.to_string(),
+            })?;
+    }
     let source = StoreWindows::new(store, index, cfg.data.channels.as_deref())?;
     check_shapes(&model, &source, &wcfg)?;
+    let (trivial, trivial_description) = match &mut model {
+        ModelConfig::Mae(m) => {
+            if let Some(o) = &cfg.objective {
+                m.objective = o.resolve(m.patch_len, source.index().sfreq_hz)?;
+            }
+            let n_fit = cfg
+                .objective
+                .as_ref()
+                .and_then(|o| o.fit_windows)
+                .unwrap_or(512);
+            let sample = sample_windows(&source, n_fit)?;
+            if let MaeObjective::Spectral(sp) = &mut m.objective {
+                if !sp.is_fitted(m.patch_len) {
+                    let (n, c, t) = sample.dims3()?;
+                    sp.fit(&sample.reshape((n * c * (t / m.patch_len), m.patch_len))?)?;
+                }
+            }
+            m.validate().map_err(|e| TrainError::Config {
+                field: "objective".into(),
+                reason: e.to_string(),
+            })?;
+            (
+                trivial_loss(&m.objective, &sample, m.patch_len)?,
+                m.objective.trivial_description().to_string(),
+            )
+        }
+        ModelConfig::Gpt(g) => (
+            (g.vocab_size as f64).ln(),
+            "uniform prediction over the vocabulary (ln V)".to_string(),
+        ),
+    };
     let channel_ids = source
         .channel_names()
         .iter()
@@ -368,6 +520,8 @@ pub fn resolve(cfg: &PretrainConfig) -> Result<Resolved> {
         channel_ids,
         engine,
         tokenizer,
+        trivial_loss: trivial,
+        trivial_description,
     })
 }
 
@@ -498,22 +652,18 @@ pub fn kind_name(m: &ModelConfig) -> &'static str {
     }
 }
 
-/// Mean square of the samples of up to `max_windows` windows spread evenly over `source`:
-/// the masked-reconstruction loss (mean squared error per masked sample) of a model that
-/// always predicts zero — the level a pretraining loss must go below to have learned anything.
-pub fn mean_square(source: &StoreWindows, max_windows: usize) -> Result<f64> {
+/// Up to `max_windows` windows spread evenly over `source`, as `[N, C, T]` f32 on the CPU.
+pub fn sample_windows(source: &StoreWindows, max_windows: usize) -> Result<Tensor> {
     let n = source.len();
     let take = n.min(max_windows.max(1));
-    let mut buf = vec![0f32; source.n_channels() * source.window_len()];
-    let (mut sum, mut count) = (0f64, 0usize);
-    for k in 0..take {
-        let i = k * n / take;
-        source.read(i, &mut buf)?;
-        sum += buf
-            .iter()
-            .map(|&v| f64::from(v) * f64::from(v))
-            .sum::<f64>();
-        count += buf.len();
+    let sz = source.n_channels() * source.window_len();
+    let mut buf = vec![0f32; take * sz];
+    for (k, w) in buf.chunks_mut(sz.max(1)).enumerate().take(take) {
+        source.read(k * n / take, w)?;
     }
-    Ok(sum / count.max(1) as f64)
+    Ok(Tensor::from_vec(
+        buf,
+        (take, source.n_channels(), source.window_len()),
+        &Device::Cpu,
+    )?)
 }

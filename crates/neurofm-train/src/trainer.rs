@@ -111,6 +111,9 @@ pub struct RunInfo {
     pub recipe_hash: Option<String>,
     pub model_kind: String,
     pub channels: Vec<String>,
+    /// The objective's trivial loss (a predictor that ignores its input): each step's record
+    /// then carries `loss_over_trivial`.
+    pub trivial_loss: Option<f64>,
 }
 
 /// What a finished (or stopped) run reports.
@@ -348,6 +351,11 @@ impl<'a> Trainer<'a> {
                 grad_norm,
                 windows_per_s: (self.cfg.batch_size * acc) as f64 / dt.max(1e-9),
                 elapsed_s: self.state.elapsed_s,
+                loss_over_trivial: self
+                    .run
+                    .trivial_loss
+                    .filter(|t| *t > 0.0)
+                    .map(|t| f64::from(loss) / t),
             };
             metrics.append(record)?;
             summary.losses.push((self.state.step, loss));

@@ -154,6 +154,7 @@ pub fn run_info(dir: &Path) -> RunInfo {
         },
         recipe_hash: Some("abc123".into()),
         model_kind: "tiny".into(),
+        trivial_loss: None,
         channels: vec!["Fz".into(), "Cz".into(), "Pz".into()],
     }
 }

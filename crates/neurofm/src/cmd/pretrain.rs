@@ -59,6 +59,15 @@ pub enum DeviceArg {
 }
 
 const PRETRAIN_FILE: &str = "pretrain.json";
+/// Steps averaged for the end-of-run loss.
+const TAIL_STEPS: usize = 20;
+
+fn objective_name(m: &ModelConfig) -> &'static str {
+    match m {
+        ModelConfig::Mae(c) => c.objective.name(),
+        ModelConfig::Gpt(_) => "next-token",
+    }
+}
 
 pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
     let mut cfg = match (&args.config, &args.resume_from) {
@@ -111,12 +120,8 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
         .map(|(_, v)| v.as_tensor().elem_count())
         .sum();
 
-    // The loss of a trivial predictor, to judge the pretraining loss against: zero for the
-    // masked autoencoder (mean square), uniform over the vocabulary for a token model (ln V).
-    let zero_loss = match &resolved.model {
-        ModelConfig::Mae(_) => pretrain::mean_square(&source, 512)?,
-        ModelConfig::Gpt(g) => (g.vocab_size as f64).ln(),
-    };
+    // The loss of a trivial predictor, to judge the pretraining loss against.
+    let zero_loss = resolved.trivial_loss;
     if args.dry_run {
         print_dry_run(&cfg, &resolved, n_params)?;
         // The loader alone, for 2 s: what the step may consume without waiting for data.
@@ -138,7 +143,10 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
             n as f64 / t0.elapsed().as_secs_f64(),
             cfg.train.workers
         );
-        println!("trivial_loss = {zero_loss:.6}  # mae: mean square of the windows (predicting zero); gpt: ln(vocab) (uniform prediction)");
+        println!(
+            "trivial_loss = {zero_loss:.6}  # {}",
+            resolved.trivial_description
+        );
         return Ok(());
     }
 
@@ -158,6 +166,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
         recipe_hash: source.recipe_hash(),
         model_kind: pretrain::kind_name(&resolved.model).to_string(),
         channels: source.channel_names().to_vec(),
+        trivial_loss: Some(zero_loss),
     };
     let source_dyn: std::sync::Arc<dyn WindowSource> = source.clone();
     let mut trainer = Trainer::new(
@@ -195,7 +204,9 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
             cfg.train.out.display()
         );
         eprintln!(
-            "reference: a trivial predictor scores loss {zero_loss:.4} (mae: predicting zero; gpt: uniform over the vocabulary)"
+            "objective: {}; reference: a trivial predictor scores loss {zero_loss:.4} ({})",
+            objective_name(&resolved.model),
+            resolved.trivial_description
         );
     }
     let pb = crate::progress::bar(total, "pretrain", global.quiet);
@@ -203,16 +214,25 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
     let summary = trainer.run(&mut |r| {
         pb.set_position(r.step);
         pb.set_message(format!(
-            "loss {:.4} lr {:.2e} {:.0} windows/s",
-            r.loss, r.lr, r.windows_per_s
+            "loss {:.4} ({:.1}% of trivial) lr {:.2e} {:.0} windows/s",
+            r.loss,
+            100.0 * r.loss_over_trivial.unwrap_or(f64::NAN),
+            r.lr,
+            r.windows_per_s
         ));
         if !std::io::stderr().is_terminal() && !global.quiet && r.step % 50 == 0 {
             let per_step = (cfg.train.batch_size * cfg.train.accumulate) as f64;
             let eta_s =
                 (total.saturating_sub(r.step)) as f64 * per_step / r.windows_per_s.max(1e-9);
             eprintln!(
-                "step {}/{} loss {:.4} lr {:.2e} {:.0} windows/s eta {:.0} s",
-                r.step, total, r.loss, r.lr, r.windows_per_s, eta_s
+                "step {}/{} loss {:.4} ({:.1}% of trivial) lr {:.2e} {:.0} windows/s eta {:.0} s",
+                r.step,
+                total,
+                r.loss,
+                100.0 * r.loss_over_trivial.unwrap_or(f64::NAN),
+                r.lr,
+                r.windows_per_s,
+                eta_s
             );
         }
         ControlFlow::Continue(())
@@ -221,11 +241,23 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
     let summary = summary?;
     if !global.quiet {
         let last = summary.losses.last().map(|l| l.1).unwrap_or(f32::NAN);
+        // The end of the run, judged on the mean of its last steps (one step's loss is noisy).
+        let tail: Vec<f64> = summary
+            .losses
+            .iter()
+            .rev()
+            .take(TAIL_STEPS)
+            .map(|l| f64::from(l.1))
+            .collect();
+        let tail_mean = tail.iter().sum::<f64>() / tail.len().max(1) as f64;
+        let ratio = tail_mean / zero_loss.max(f64::MIN_POSITIVE);
         eprintln!(
-            "done: step {} loss {:.4} ({:.1}% of the trivial loss {zero_loss:.4}); {:.1} s of training; checkpoint {}; metrics {}; plot {}",
+            "done: step {} loss {:.4}; mean of the last {} steps {:.4} = {:.1}% of the trivial loss {zero_loss:.4}; {:.1} s of training; checkpoint {}; metrics {}; plot {}",
             trainer.state().step,
             last,
-            100.0 * f64::from(last) / zero_loss.max(f64::MIN_POSITIVE),
+            tail.len(),
+            tail_mean,
+            100.0 * ratio,
             trainer.state().elapsed_s,
             summary
                 .last_checkpoint
@@ -236,6 +268,13 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
             cfg.train.out.join("metrics.jsonl").display(),
             cfg.train.out.join("loss.png").display()
         );
+        if !tail.is_empty() && ratio > 0.9 {
+            eprintln!(
+                "warning: the model did not get below 90% of the trivial loss ({:.1}%): it has learned little beyond {}",
+                100.0 * ratio,
+                resolved.trivial_description
+            );
+        }
     }
     Ok(())
 }

@@ -13,6 +13,7 @@ use neurofm_eval::report::{summarize, MethodKind, Report, REPORT_FORMAT_VERSION}
 use neurofm_eval::source::WindowSource;
 use neurofm_eval::store_source::StoreWindows;
 use neurofm_eval::task::TaskConfig;
+use neurofm_models::Pool;
 use neurofm_train::finetune::{EncoderFeatures, Pretrained};
 
 use crate::progress;
@@ -68,6 +69,59 @@ pub struct Args {
     /// pretraining data.
     #[arg(long)]
     pub allow_recipe_mismatch: bool,
+    /// Readout of the encoder's token outputs: mean (one d_model vector per window), channel
+    /// (one vector per channel, mean over time, concatenated in the task's channel order, so
+    /// the topography survives) or cls (models with a class token).
+    #[arg(long, value_enum, default_value_t = PoolArg::Channel)]
+    pub pool: PoolArg,
+    /// Do not probe the untrained twin (the same architecture with the seeded random
+    /// initialization its pretraining started from) next to the pretrained encoder.
+    #[arg(long)]
+    pub no_random_init: bool,
+    #[command(flatten)]
+    pub subjects: SubjectArgs,
+}
+
+/// Readouts a frozen probe can use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PoolArg {
+    Mean,
+    Channel,
+    Cls,
+}
+
+impl PoolArg {
+    pub fn pool(self) -> Pool {
+        match self {
+            PoolArg::Mean => Pool::Mean,
+            PoolArg::Channel => Pool::Channel,
+            PoolArg::Cls => Pool::Cls,
+        }
+    }
+}
+
+/// Subject selection of an evaluation (overrides the task's `subjects` / `exclude_subjects`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct SubjectArgs {
+    /// Evaluate only these subjects (comma-separated ids), e.g. the half of a two-fold subject
+    /// split that the encoder was not pretrained on.
+    #[arg(long, value_delimiter = ',', value_name = "IDS")]
+    pub subjects: Option<Vec<String>>,
+    /// Leave these subjects out (comma-separated ids).
+    #[arg(long, value_delimiter = ',', value_name = "IDS")]
+    pub exclude_subjects: Option<Vec<String>>,
+}
+
+impl SubjectArgs {
+    /// Applies the selection to `task`.
+    pub fn apply(&self, task: &mut TaskConfig) {
+        if let Some(s) = &self.subjects {
+            task.subjects = Some(s.clone());
+        }
+        if let Some(s) = &self.exclude_subjects {
+            task.exclude_subjects = s.clone();
+        }
+    }
 }
 
 /// The recipe hash shared by every entry of a store (None if unprepared or mixed).
@@ -80,7 +134,8 @@ pub fn store_recipe_hash(store: &Store) -> Option<String> {
 }
 
 pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
-    let task = TaskConfig::load(&args.task)?;
+    let mut task = TaskConfig::load(&args.task)?;
+    args.subjects.apply(&mut task);
     let store_dir = args.store.clone().unwrap_or_else(|| task.store.clone());
     let store = Store::open(&store_dir)
         .with_context(|| format!("opening the store of task {}", task.name))?;
@@ -123,36 +178,56 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
         info.sfreq_hz,
         task.bandpower.nperseg,
     )?;
-    let mut encoder = match &args.checkpoint {
-        None => None,
-        Some(dir) => {
-            let pre = Pretrained::open(dir)?;
-            pre.check_data(
-                info.window_len,
-                recipe_hash.as_deref(),
-                args.allow_recipe_mismatch,
-            )?;
-            let (enc, report) = EncoderFeatures::new(&pre, &info.channel_names, &Device::Cpu)?;
-            if !global.quiet {
-                eprintln!(
-                    "encoder {} (step {}): weights {report}",
-                    pre.dir.display(),
-                    pre.state.step
-                );
-            }
-            Some((enc, pre))
-        }
-    };
-    let mut methods = Vec::new();
-    if let Some((enc, pre)) = encoder.as_mut() {
-        methods.push(LinearMethod {
-            name: format!("{}-encoder+logreg", pre.state.model_kind),
-            kind: MethodKind::Model,
-            description: format!(
-                "frozen pretrained encoder {} (step {}), mean-pooled features + L2 multinomial logistic regression",
+    let pool = args.pool.pool();
+    let mut encoders = Vec::new();
+    if let Some(dir) = &args.checkpoint {
+        let pre = Pretrained::open(dir)?;
+        pre.check_data(
+            info.window_len,
+            recipe_hash.as_deref(),
+            args.allow_recipe_mismatch,
+        )?;
+        let (enc, report) = EncoderFeatures::new(&pre, &info.channel_names, &Device::Cpu, pool)?;
+        if !global.quiet {
+            eprintln!(
+                "encoder {} (step {}): weights {report}; readout {}",
                 pre.dir.display(),
-                pre.state.step
+                pre.state.step,
+                pool.as_str()
+            );
+        }
+        let kind = pre.state.model_kind.clone();
+        encoders.push((
+            format!("{kind}-encoder+logreg"),
+            MethodKind::Model,
+            format!(
+                "frozen pretrained encoder {} (step {}), {}-pooled features + L2 multinomial logistic regression",
+                pre.dir.display(),
+                pre.state.step,
+                pool.as_str()
             ),
+            enc,
+        ));
+        if !args.no_random_init {
+            let rand = EncoderFeatures::random_init(&pre, &info.channel_names, &Device::Cpu, pool)?;
+            encoders.push((
+                "random-init+logreg".to_string(),
+                MethodKind::Baseline,
+                format!(
+                    "the same {kind} architecture untrained (the seeded random initialization its pretraining started from, seed {}), {}-pooled features + L2 multinomial logistic regression",
+                    pre.state.seed,
+                    pool.as_str()
+                ),
+                rand,
+            ));
+        }
+    }
+    let mut methods = Vec::new();
+    for (name, kind, description, enc) in encoders.iter_mut() {
+        methods.push(LinearMethod {
+            name: name.clone(),
+            kind: *kind,
+            description: description.clone(),
             extractor: enc,
         });
     }
