@@ -240,7 +240,15 @@ fn pretrain_resume_export_probe_finetune() {
         .iter()
         .map(|m| m["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["mae-encoder+logreg", "bandpower+logreg"]);
+    // The untrained twin stands beside every pretrained encoder.
+    assert_eq!(
+        names,
+        [
+            "mae-encoder+logreg",
+            "random-init+logreg",
+            "bandpower+logreg"
+        ]
+    );
 
     let ft_dir = f.dir.join("finetune");
     ok(neurofm(&[
