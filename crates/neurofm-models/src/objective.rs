@@ -395,10 +395,12 @@ mod tests {
     }
 
     #[test]
-    fn objective_serializes_tagged() {
-        let j = serde_json::to_string(&MaeObjective::RawNormalized).unwrap_or_default();
+    fn objective_serializes_tagged() -> std::result::Result<(), serde_json::Error> {
+        let j = serde_json::to_string(&MaeObjective::RawNormalized)?;
         assert_eq!(j, r#"{"kind":"raw-normalized"}"#);
-        let o: MaeObjective = serde_json::from_str(r#"{"kind":"raw"}"#).unwrap_or_default();
-        assert_eq!(o, MaeObjective::Raw);
+        let o: MaeObjective = serde_json::from_str(r#"{"kind":"raw-normalized"}"#)?;
+        assert_eq!(o, MaeObjective::RawNormalized);
+        assert!(serde_json::from_str::<MaeObjective>(r#"{"kind":"pixels"}"#).is_err());
+        Ok(())
     }
 }

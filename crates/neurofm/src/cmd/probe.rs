@@ -71,8 +71,9 @@ pub struct Args {
     pub allow_recipe_mismatch: bool,
     /// Readout of the encoder's token outputs: mean (one d_model vector per window), channel
     /// (one vector per channel, mean over time, concatenated in the task's channel order, so
-    /// the topography survives) or cls (models with a class token).
-    #[arg(long, value_enum, default_value_t = PoolArg::Channel)]
+    /// the topography survives; C x d_model features make the probe several times slower)
+    /// or cls (models with a class token).
+    #[arg(long, value_enum, default_value_t = PoolArg::Mean)]
     pub pool: PoolArg,
     /// Do not probe the untrained twin (the same architecture with the seeded random
     /// initialization its pretraining started from) next to the pretrained encoder.
